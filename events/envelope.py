@@ -1,0 +1,214 @@
+"""The envelope: the one JSON shape of every event on the wire (see DESIGN.md, "The envelope").
+
+`Envelope.to_json` writes the fields in the documented order with the documented spelling, so
+that a body round-trips byte for byte. `decode_message` is the single entry point for bytes
+coming off the broker: it accepts this project's envelope and CloudEvents 1.0 in the RabbitMQ
+binding (binary or structured mode) and raises `MalformedEvent` with a reason for anything else.
+It never deserializes anything but JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+
+from events.errors import MalformedEvent
+
+CONTENT_TYPE = "application/json"
+CLOUDEVENTS_STRUCTURED = "application/cloudevents+json"
+REQUIRED_FIELDS = ("eventType", "eventVersion", "timestamp", "eventId", "source", "data")
+OPTIONAL_FIELDS = ("correlationId", "causationId", "subject", "sequence")
+# CloudEvents extension attribute that carries the event version (extension names are lowercase).
+CE_VERSION_EXTENSION = "eventversion"
+
+
+def format_timestamp(value: datetime) -> str:
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise MalformedEvent(f"timestamp must be an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedEvent(f"timestamp is not ISO 8601: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise MalformedEvent(f"timestamp has no time zone: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event_type: str
+    event_version: str
+    data: dict[str, Any]
+    source: str
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    subject: str | None = None
+    sequence: int | None = None
+    # Travels in the AMQP headers, not in the body.
+    traceparent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eventType": self.event_type,
+            "eventVersion": self.event_version,
+            "timestamp": format_timestamp(self.timestamp),
+            "eventId": self.event_id,
+            "source": self.source,
+            "data": self.data,
+            "correlationId": self.correlation_id,
+            "causationId": self.causation_id,
+            "subject": self.subject,
+            "sequence": self.sequence,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_dict(cls, body: Any, *, traceparent: str | None = None) -> Envelope:
+        if not isinstance(body, dict):
+            raise MalformedEvent(f"envelope must be a JSON object, got {type(body).__name__}")
+        missing = [name for name in REQUIRED_FIELDS if name not in body or body[name] in (None, "")]
+        if missing:
+            raise MalformedEvent(f"envelope is missing required fields: {', '.join(missing)}")
+        for name in ("eventType", "eventVersion", "eventId", "source"):
+            if not isinstance(body[name], str):
+                raise MalformedEvent(f"{name} must be a string")
+        if not isinstance(body["data"], dict):
+            raise MalformedEvent("data must be a JSON object")
+        sequence = body.get("sequence")
+        if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool)):
+            raise MalformedEvent("sequence must be an integer")
+        return cls(
+            event_type=body["eventType"],
+            event_version=body["eventVersion"],
+            timestamp=parse_timestamp(body["timestamp"]),
+            event_id=body["eventId"],
+            source=body["source"],
+            data=body["data"],
+            correlation_id=body.get("correlationId"),
+            causation_id=body.get("causationId"),
+            subject=body.get("subject"),
+            sequence=sequence,
+            traceparent=traceparent,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, *, traceparent: str | None = None) -> Envelope:
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MalformedEvent(f"body is not valid JSON: {exc}") from None
+        return cls.from_dict(body, traceparent=traceparent)
+
+    def with_data(self, data: dict[str, Any], version: str) -> Envelope:
+        return replace(self, data=data, event_version=version)
+
+    def amqp_properties(self) -> dict[str, Any]:
+        """AMQP basic properties mirroring the envelope, CloudEvents headers included."""
+        headers: dict[str, Any] = {
+            "eventVersion": self.event_version,
+            "ce-specversion": "1.0",
+            "ce-id": self.event_id,
+            "ce-source": self.source,
+            "ce-type": self.event_type,
+            "ce-time": format_timestamp(self.timestamp),
+        }
+        if self.subject:
+            headers["ce-subject"] = self.subject
+        if self.traceparent:
+            headers["traceparent"] = self.traceparent
+        properties: dict[str, Any] = {
+            "content_type": CONTENT_TYPE,
+            "content_encoding": "utf-8",
+            "delivery_mode": 2,
+            "message_id": self.event_id,
+            "type": self.event_type,
+            "app_id": self.source,
+            "timestamp": int(self.timestamp.timestamp()),
+            "application_headers": headers,
+        }
+        if self.correlation_id:
+            properties["correlation_id"] = self.correlation_id
+        return properties
+
+
+def decode_message(body: bytes, content_type: str | None, headers: dict[str, Any] | None) -> Envelope:
+    """Read one broker message as an envelope, or raise `MalformedEvent` saying why not."""
+    headers = headers or {}
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    traceparent = _text(headers.get("traceparent"))
+    if content_type.startswith("application/cloudevents"):
+        return _from_cloudevent(body, content_type, headers, traceparent)
+    if content_type not in ("application/json", ""):
+        raise MalformedEvent(f"content type {content_type!r} is not accepted: events are JSON only")
+    if "eventVersion" not in headers and "ce-specversion" in headers:
+        return _from_cloudevent(body, content_type, headers, traceparent)
+    return Envelope.from_json(body, traceparent=traceparent)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if value is None else str(value)
+
+
+def _from_cloudevent(body: bytes, content_type: str, headers: dict[str, Any], traceparent: str | None) -> Envelope:
+    message = ce_rabbitmq.RabbitMQMessage(
+        headers={k: _text(v) for k, v in headers.items() if k.startswith("ce-") and v is not None},
+        content_type=content_type or None,
+        body=body,
+    )
+    try:
+        event = ce_rabbitmq.from_rabbitmq_event(message)
+    except Exception as exc:  # the SDK raises a variety of errors for bad input
+        raise MalformedEvent(f"not a valid CloudEvent: {exc}") from None
+    attributes = event.get_attributes()
+    data = event.get_data()
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise MalformedEvent("CloudEvent data is not JSON") from None
+    event_type = str(attributes["type"]).rsplit(".", 1)[-1]
+    version = attributes.get(CE_VERSION_EXTENSION) or _text(headers.get("eventVersion"))
+    timestamp = attributes.get("time") or datetime.now(UTC)
+    return Envelope.from_dict(
+        {
+            "eventType": event_type,
+            "eventVersion": version,
+            "timestamp": format_timestamp(timestamp) if isinstance(timestamp, datetime) else timestamp,
+            "eventId": str(attributes["id"]),
+            "source": str(attributes["source"]),
+            "data": data,
+            "correlationId": attributes.get("correlationid"),
+            "causationId": attributes.get("causationid"),
+            "subject": attributes.get("subject"),
+            "sequence": _int_or_none(attributes.get("sequence")),
+        },
+        traceparent=traceparent,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MalformedEvent(f"sequence must be an integer, got {value!r}") from None

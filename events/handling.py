@@ -1,0 +1,105 @@
+"""Running handlers: exactly one effect per (event, handler), retries, dead letters.
+
+Guarantees:
+- A handler runs in one database transaction together with its inbox row (eventId, handler): a
+  duplicate delivery finds the row and does nothing, and a failed run leaves no trace.
+- The task is acknowledged late and rejected if its worker dies, so a crash re-runs it.
+- Each event of a batch is handled, retried and dead-lettered on its own. A failed event is
+  re-sent after an exponential backoff with full jitter, through the broker (Celery's native
+  delayed delivery on quorum queues), capped below RabbitMQ's consumer_timeout.
+- When its attempts are exhausted the event, the handler, the error and its traceback are stored
+  as a `DeadLetter` and the message goes to `<service>.events.dlq`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from events import deadletters, subscriptions, tracing
+from events.envelope import Envelope
+from events.models import InboxEntry
+from events.subscriptions import Event, Subscription
+
+logger = logging.getLogger(__name__)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Full-jitter exponential backoff after the `attempt`-th failure (1-based)."""
+    ceiling = min(settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS, settings.EVENTS_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def max_attempts(subscription: Subscription) -> int:
+    return subscription.max_attempts or settings.EVENTS_HANDLER_MAX_ATTEMPTS
+
+
+def run_once(subscription: Subscription, envelope: Envelope) -> bool:
+    """Run the handler unless it already ran for this event. True if it ran now."""
+    data = subscription.event_type.validate(envelope.data, envelope.event_version)
+    try:
+        with transaction.atomic():
+            _, created = InboxEntry.objects.get_or_create(
+                event_id=envelope.event_id, handler=subscription.name, defaults={"event_type": envelope.event_type}
+            )
+            if not created:
+                return False
+            with tracing.handling(envelope):
+                subscription(Event(envelope=envelope, data=data))
+    except IntegrityError:
+        if InboxEntry.objects.filter(event_id=envelope.event_id, handler=subscription.name).exists():
+            return False  # a concurrent duplicate delivery won the race
+        raise
+    return True
+
+
+def item(envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
+    """One event as it travels in a handler task."""
+    return {"event": envelope.to_dict(), "traceparent": envelope.traceparent, "attempt": attempt}
+
+
+def dispatch(subscription: Subscription, items: list[dict[str, Any]], countdown: float | None = None) -> None:
+    from events.topology import task_queue
+
+    handle_events.apply_async(args=(subscription.name, items), queue=task_queue(subscription.service), countdown=countdown)
+
+
+@shared_task(name="events.handle", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def handle_events(handler: str, items: list[dict[str, Any]]) -> dict[str, int]:
+    subscription = subscriptions.get(handler)
+    counts = {"handled": 0, "duplicates": 0, "retried": 0, "dead": 0}
+    for entry in items:
+        envelope = Envelope.from_dict(entry["event"], traceparent=entry.get("traceparent"))
+        attempt = int(entry.get("attempt", 1))
+        if subscription is None:
+            deadletters.record_handler_failure(
+                service="?", handler=handler, envelope=envelope, reason=f"no handler named {handler!r} on this worker",
+                tb="", attempts=attempt,
+            )
+            counts["dead"] += 1
+            continue
+        try:
+            ran = run_once(subscription, envelope)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if attempt >= max_attempts(subscription):
+                logger.error("%s gave up on %s after %d attempts: %s", handler, envelope.event_id, attempt, reason)
+                deadletters.record_handler_failure(
+                    service=subscription.service, handler=handler, envelope=envelope, reason=reason,
+                    tb=traceback.format_exc(), attempts=attempt,
+                )
+                counts["dead"] += 1
+            else:
+                delay = backoff_seconds(attempt)
+                logger.warning("%s failed on %s (attempt %d), retrying in %.1fs: %s", handler, envelope.event_id, attempt, delay, reason)
+                dispatch(subscription, [item(envelope, attempt + 1)], countdown=delay)
+                counts["retried"] += 1
+            continue
+        counts["handled" if ran else "duplicates"] += 1
+    return counts

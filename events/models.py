@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from events.envelope import Envelope
+
+
+class StoredEvent(models.Model):
+    """One row of the event log: the outbox of the relay and the event store of aggregates.
+
+    Append-only: rows are never updated except for `published_at` / `rejected_reason`, which the
+    relay sets. (subject, sequence) is unique, which gives event-sourced aggregates optimistic
+    concurrency.
+    """
+
+    position = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    topic = models.CharField(max_length=100)
+    event_type = models.CharField(max_length=100, db_index=True)
+    event_version = models.CharField(max_length=20)
+    source = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    timestamp = models.DateTimeField(db_index=True)
+    data = models.JSONField()
+    correlation_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    causation_id = models.CharField(max_length=100, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    rejected_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["position"]
+        verbose_name = "event"
+        verbose_name_plural = "event log"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "sequence"],
+                condition=Q(sequence__isnull=False),
+                name="event_subject_sequence_unique",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["position"],
+                condition=Q(published_at__isnull=True, rejected_reason=""),
+                name="event_unpublished_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.routing_key} {self.event_id}"
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.topic}.{self.event_type}"
+
+    def to_envelope(self) -> Envelope:
+        return Envelope(
+            event_type=self.event_type,
+            event_version=self.event_version,
+            timestamp=self.timestamp,
+            event_id=str(self.event_id),
+            source=self.source,
+            data=self.data,
+            correlation_id=self.correlation_id or None,
+            causation_id=self.causation_id or None,
+            subject=self.subject or None,
+            sequence=self.sequence,
+            traceparent=self.metadata.get("traceparent"),
+        )
+
+
+class InboxEntry(models.Model):
+    """Proof that `handler` has processed `event_id`, written in the handler's own transaction."""
+
+    event_id = models.CharField(max_length=200)
+    handler = models.CharField(max_length=300)
+    event_type = models.CharField(max_length=100, blank=True, default="")
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "inbox entry"
+        verbose_name_plural = "inbox"
+        constraints = [models.UniqueConstraint(fields=["event_id", "handler"], name="inbox_event_handler_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.handler}"
+
+
+class DeadLetter(models.Model):
+    """An event that could not be handled, with the reason. Nothing is dropped silently."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        REPLAYED = "replayed", "replayed"
+
+    class Stage(models.TextChoices):
+        CONSUMER = "consumer", "consumer (unreadable or unconvertible)"
+        HANDLER = "handler", "handler (retries exhausted)"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    service = models.CharField(max_length=100, db_index=True)
+    handler = models.CharField(max_length=300, blank=True, default="")
+    event_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    event_type = models.CharField(max_length=100, blank=True, default="")
+    event_version = models.CharField(max_length=20, blank=True, default="")
+    reason = models.TextField()
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    envelope = models.JSONField(null=True, blank=True)
+    traceparent = models.CharField(max_length=100, blank=True, default="")
+    raw_body = models.TextField(blank=True, default="")
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True)
+    routing_key = models.CharField(max_length=300, blank=True, default="")
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.event_type or '?'} {self.event_id or ''}: {self.reason[:60]}"

@@ -1,0 +1,71 @@
+"""Publishing: append an event to the log, in the caller's transaction.
+
+Guarantee: the row is written in the same database transaction as the caller's state change, so
+an event exists if and only if that change committed. Nothing here talks to the broker; after the
+commit the relay is nudged (a UDP datagram on `EVENTS_RELAY_WAKE_ADDRESS`, lost harmlessly if no
+relay listens: the relay's polling is the safety net).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+from django.conf import settings
+from django.db import transaction
+
+from events import tracing
+from events.models import StoredEvent
+from events.registry import EventType
+
+logger = logging.getLogger(__name__)
+
+
+def publish(
+    event_type: EventType,
+    data: pydantic.BaseModel | Mapping[str, Any],
+    *,
+    version: str | None = None,
+    subject: str | None = None,
+    sequence: int | None = None,
+    correlation_id: str | None = None,
+    source: str | None = None,
+    timestamp: datetime | None = None,
+) -> StoredEvent:
+    """Append `event_type` (validated against `version`, default the newest) to the event log."""
+    version = version or event_type.latest
+    payload = event_type.validate(data, version).model_dump(mode="json")
+    context = tracing.next_context(correlation_id)
+    with transaction.atomic():
+        stored = StoredEvent.objects.create(
+            topic=event_type.topic,
+            event_type=event_type.name,
+            event_version=version,
+            source=source or settings.EVENTS_SOURCE,
+            subject=subject or "",
+            sequence=sequence,
+            timestamp=timestamp or datetime.now(UTC),
+            data=payload,
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id or "",
+            metadata={"traceparent": context.traceparent},
+        )
+        transaction.on_commit(nudge_relay)
+    return stored
+
+
+def nudge_relay() -> None:
+    """Wake a waiting relay now instead of at its next poll. Never raises."""
+    address = settings.EVENTS_RELAY_WAKE_ADDRESS
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"wake", (host, int(port)))
+    except (OSError, ValueError) as exc:
+        logger.debug("relay nudge to %s failed: %s", address, exc)

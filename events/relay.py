@@ -1,0 +1,229 @@
+"""The relay: publishes the event log (the outbox) to RabbitMQ.
+
+Guarantees:
+- Every committed event is published at least once, in log order, as a persistent message on
+  the topic exchange `events`, and marked published only after the broker confirmed it. A crash
+  between confirm and mark republishes it: consumers deduplicate by eventId.
+- Confirms are pipelined: a whole batch is in flight at once and acknowledgements are collected
+  as they come (the broker acks many at a time), not one round trip per message.
+- Several relays may run against PostgreSQL: each claims rows with `FOR UPDATE SKIP LOCKED`, and a
+  row whose subject has an earlier unpublished row claimed by another relay waits, so events of
+  one subject still leave in sequence order.
+- An event whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is not published: the row keeps
+  it with `rejected_reason` set and shows in the admin.
+- Broker or database outages are waited out with backoff; nothing is marked unless confirmed.
+
+Hooks (no-ops by default): `on_confirmed(positions)` after the broker confirmed a batch and
+before the rows are marked.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import amqp
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db import Error as DatabaseError
+from django.db.models import Min
+from kombu import Connection
+
+from events import topology
+from events.models import StoredEvent
+
+logger = logging.getLogger(__name__)
+
+
+class ConfirmTimeout(Exception):
+    """The broker did not confirm every message of a batch in time."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    position: int
+    routing_key: str
+    body: bytes
+    properties: dict[str, Any]
+
+
+class ConfirmingPublisher:
+    """Publishes on one channel in confirm mode, many messages in flight at once."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.channel = connection.channel()
+        self.channel.confirm_select()
+        self.channel.events["basic_ack"].add(self._on_ack)
+        self.channel.events["basic_nack"].add(self._on_nack)
+        self._next_tag = 1
+        self._pending: dict[int, int] = {}
+        self._acked: list[int] = []
+        self._nacked: list[int] = []
+
+    def _settle(self, delivery_tag: int, multiple: bool, into: list[int]) -> None:
+        if not multiple:
+            position = self._pending.pop(delivery_tag, None)
+            if position is not None:
+                into.append(position)
+            return
+        while self._pending:
+            tag = next(iter(self._pending))
+            if tag > delivery_tag:
+                break
+            into.append(self._pending.pop(tag))
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, self._acked)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, self._nacked)
+
+    def publish(self, messages: Iterable[Outgoing], timeout: float) -> tuple[list[int], list[int]]:
+        """Publish all, wait for every confirm; return (acked, nacked) positions."""
+        self._acked, self._nacked = [], []
+        for message in messages:
+            self.channel.basic_publish(
+                amqp.Message(message.body, **message.properties),
+                exchange=topology.EVENTS,
+                routing_key=message.routing_key,
+            )
+            self._pending[self._next_tag] = message.position
+            self._next_tag += 1
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConfirmTimeout(f"{len(self._pending)} messages unconfirmed after {timeout}s")
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except TimeoutError:
+                continue
+        return self._acked, self._nacked
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        broker_url: str | None = None,
+        batch_size: int | None = None,
+        poll_seconds: float | None = None,
+        max_message_bytes: int | None = None,
+        wake_address: str | None = None,
+        confirm_timeout: float = 30.0,
+    ) -> None:
+        self.broker_url = broker_url or settings.CELERY_BROKER_URL
+        self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.EVENTS_RELAY_POLL_SECONDS
+        self.max_message_bytes = max_message_bytes or settings.EVENTS_MAX_MESSAGE_BYTES
+        self.wake_address = settings.EVENTS_RELAY_WAKE_ADDRESS if wake_address is None else wake_address
+        self.confirm_timeout = confirm_timeout
+        self.stop_event = threading.Event()
+
+    # -- hooks
+    def on_confirmed(self, positions: list[int]) -> None:
+        """Called after the broker confirmed `positions`, before they are marked published."""
+
+    # -- one batch
+    def relay_batch(self, publisher: ConfirmingPublisher) -> int:
+        """Claim, publish and mark one batch. Returns the number of rows claimed."""
+        with transaction.atomic():
+            rows = self._claim()
+            if not rows:
+                return 0
+            outgoing: list[Outgoing] = []
+            for row in rows:
+                envelope = row.to_envelope()
+                body = envelope.to_json()
+                if len(body) > self.max_message_bytes:
+                    reason = f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+                    logger.error("event %s not published: %s", row.event_id, reason)
+                    StoredEvent.objects.filter(position=row.position).update(rejected_reason=reason)
+                    continue
+                outgoing.append(Outgoing(row.position, row.routing_key, body, envelope.amqp_properties()))
+            acked, nacked = publisher.publish(outgoing, self.confirm_timeout)
+            if nacked:
+                logger.warning("broker refused %d events; they stay unpublished and are retried", len(nacked))
+            self.on_confirmed(acked)
+            StoredEvent.objects.filter(position__in=acked).update(published_at=datetime.now(UTC))
+        return len(rows)
+
+    def _claim(self) -> list[StoredEvent]:
+        pending = StoredEvent.objects.filter(published_at__isnull=True, rejected_reason="")
+        rows = list(pending.select_for_update(skip_locked=True).order_by("position")[: self.batch_size])
+        subjects = {row.subject for row in rows if row.subject}
+        if not subjects:
+            return rows
+        # Rows of a subject with an earlier unpublished row that another relay holds must wait.
+        blocked = dict(
+            pending.filter(subject__in=subjects, position__lt=rows[-1].position)
+            .exclude(position__in=[row.position for row in rows])
+            .values_list("subject")
+            .annotate(first=Min("position"))
+        )
+        return [row for row in rows if row.subject not in blocked or row.position < blocked[row.subject]]
+
+    # -- the loop
+    def run(self) -> None:
+        """Relay until `stop()`; survives broker and database outages."""
+        wake = self._bind_wake_socket()
+        backoff = 0.5
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    with Connection(self.broker_url) as connection:
+                        connection.ensure_connection(max_retries=1)
+                        topology.declare(connection)
+                        publisher = ConfirmingPublisher(connection)
+                        logger.info("relay connected to %s", connection.as_uri())
+                        backoff = 0.5
+                        while not self.stop_event.is_set():
+                            if self.relay_batch(publisher) < self.batch_size:
+                                self._wait(wake)
+                except (DatabaseError, ConfirmTimeout, OSError, *Connection().connection_errors, *Connection().channel_errors) as exc:
+                    logger.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                    close_old_connections()
+                    self.stop_event.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if wake is not None:
+                wake.close()
+            logger.info("relay stopped")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _bind_wake_socket(self) -> socket.socket | None:
+        if not self.wake_address:
+            return None
+        host, _, port = self.wake_address.rpartition(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, int(port)))
+        except (OSError, ValueError) as exc:
+            logger.warning("cannot listen for nudges on %s (%s); polling every %ss", self.wake_address, exc, self.poll_seconds)
+            sock.close()
+            return None
+        sock.setblocking(False)
+        return sock
+
+    def _wait(self, wake: socket.socket | None) -> None:
+        if wake is None:
+            self.stop_event.wait(self.poll_seconds)
+            return
+        readable, _, _ = select.select([wake], [], [], self.poll_seconds)
+        if readable:
+            try:
+                while True:
+                    wake.recv(64)
+            except BlockingIOError:
+                pass

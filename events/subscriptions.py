@@ -1,0 +1,118 @@
+"""Handlers and what they subscribe to.
+
+    @subscribe(UserRegistered, version="1.0", service="notifications")
+    def send_welcome_email(event: Event[UserRegisteredV1]) -> None: ...
+
+A handler is a plain function taking an `Event` whose `data` is the pydantic model of the version
+it asked for; the consumer converts whatever version was published. The service names the
+queues: the handler runs on workers started with `-Q <service>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from events import registry
+from events.envelope import Envelope
+from events.registry import EventType
+
+T = TypeVar("T", bound=pydantic.BaseModel)
+
+
+@dataclass(frozen=True)
+class Event(Generic[T]):
+    """What a handler receives: the envelope, and its data as the handler's version's model."""
+
+    envelope: Envelope
+    data: T
+
+    @property
+    def id(self) -> str:
+        return self.envelope.event_id
+
+    @property
+    def subject(self) -> str | None:
+        return self.envelope.subject
+
+    @property
+    def sequence(self) -> int | None:
+        return self.envelope.sequence
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.envelope.timestamp
+
+
+Handler = Callable[[Event[Any]], None]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    service: str
+    event_type: EventType
+    version: str
+    func: Handler
+    max_attempts: int | None = None
+    max_age: timedelta | None = None
+
+    def __call__(self, event: Event[Any]) -> None:
+        self.func(event)
+
+
+_subscriptions: dict[str, Subscription] = {}
+
+
+def subscribe(
+    event: EventType | str,
+    *,
+    version: str,
+    service: str,
+    max_attempts: int | None = None,
+    max_age: timedelta | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as `service`'s handler of `event` in `version`."""
+    event_type = registry.get(event) if isinstance(event, str) else event
+    event_type.schema(version)
+
+    def decorator(func: Handler) -> Handler:
+        name = f"{func.__module__}.{func.__qualname__}"
+        _subscriptions[name] = Subscription(
+            name=name,
+            service=service,
+            event_type=event_type,
+            version=version,
+            func=func,
+            max_attempts=max_attempts,
+            max_age=max_age,
+        )
+        return func
+
+    return decorator
+
+
+def get(name: str) -> Subscription | None:
+    return _subscriptions.get(name)
+
+
+def unregister(name: str) -> None:
+    _subscriptions.pop(name, None)
+
+
+def for_service(service: str) -> list[Subscription]:
+    return sorted((s for s in _subscriptions.values() if s.service == service), key=lambda s: s.name)
+
+
+def services() -> list[str]:
+    return sorted({s.service for s in _subscriptions.values()})
+
+
+def matching(services: list[str], event_type: EventType) -> list[Subscription]:
+    return [
+        s for s in _subscriptions.values() if s.service in services and s.event_type.routing_key == event_type.routing_key
+    ]

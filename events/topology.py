@@ -1,0 +1,140 @@
+"""Every name on the broker, built here and only here (see DESIGN.md, "Names on the broker").
+
+`declare(connection, services)` declares the whole topology idempotently: the topic exchange
+`events` with its alternate exchange `events.unrouted`, the dead-letter exchange `events.dlx`,
+and for each service its subscription queue `<service>.events` (bound with the routing keys of
+its handlers), its dead-letter queue `<service>.events.dlq` and its task queue `<service>` on the
+topic exchange `tasks`. `describe(services)` returns the same as text.
+
+Queues are quorum queues unless `EVENTS_QUEUE_TYPE = "classic"`. Queue arguments must not change
+once a queue exists on a broker (RabbitMQ refuses a redeclaration with other arguments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from kombu import Connection, Exchange, Queue, binding
+
+EVENTS = "events"
+UNROUTED = "events.unrouted"
+DLX = "events.dlx"
+TASKS = "tasks"
+# A message the consumer cannot even reject cleanly is dead-lettered by the broker after this many
+# redeliveries (quorum queues only), so a poison message cannot loop forever.
+DELIVERY_LIMIT = 20
+
+events_exchange = Exchange(EVENTS, type="topic", durable=True, arguments={"alternate-exchange": UNROUTED})
+unrouted_exchange = Exchange(UNROUTED, type="fanout", durable=True)
+dead_letter_exchange = Exchange(DLX, type="direct", durable=True)
+tasks_exchange = Exchange(TASKS, type="topic", durable=True)
+
+
+def _queue_arguments(**extra: object) -> dict[str, object]:
+    arguments: dict[str, object] = {}
+    if settings.EVENTS_QUEUE_TYPE == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    arguments.update(extra)
+    return arguments
+
+
+def event_queue_name(service: str) -> str:
+    return f"{service}.events"
+
+
+def dead_letter_queue_name(service: str) -> str:
+    return f"{service}.events.dlq"
+
+
+def dead_letter_routing_key(service: str) -> str:
+    return event_queue_name(service)
+
+
+def unrouted_queue() -> Queue:
+    return Queue(UNROUTED, unrouted_exchange, durable=True, queue_arguments=_queue_arguments())
+
+
+def task_queue(service: str) -> Queue:
+    return Queue(service, tasks_exchange, routing_key=service, durable=True, queue_arguments=_queue_arguments())
+
+
+def task_queues(services: Iterable[str]) -> list[Queue]:
+    """Celery's task_queues: `default` plus one per service."""
+    return [task_queue(name) for name in ["default", *services]]
+
+
+def routing_keys(service: str) -> list[str]:
+    from events import subscriptions
+
+    return sorted({sub.event_type.routing_key for sub in subscriptions.for_service(service)})
+
+
+def event_queue(service: str) -> Queue:
+    """`<service>.events`, bound to `events` with one binding per subscribed routing key."""
+    arguments = _queue_arguments(**{"x-dead-letter-exchange": DLX, "x-dead-letter-routing-key": dead_letter_routing_key(service)})
+    if settings.EVENTS_QUEUE_TYPE == "quorum":
+        arguments["x-delivery-limit"] = DELIVERY_LIMIT
+    bindings = [_binding(key) for key in routing_keys(service)]
+    return Queue(event_queue_name(service), bindings=bindings, durable=True, queue_arguments=arguments)
+
+
+def dead_letter_queue(service: str) -> Queue:
+    return Queue(
+        dead_letter_queue_name(service),
+        dead_letter_exchange,
+        routing_key=dead_letter_routing_key(service),
+        durable=True,
+        queue_arguments=_queue_arguments(),
+    )
+
+
+def _binding(routing_key: str) -> binding:
+    return binding(events_exchange, routing_key=routing_key)
+
+
+def service_queues(service: str) -> list[Queue]:
+    return [event_queue(service), dead_letter_queue(service), task_queue(service)]
+
+
+def all_queues(services: Iterable[str]) -> list[Queue]:
+    queues = [unrouted_queue(), task_queue("default")]
+    for service in services:
+        queues.extend(service_queues(service))
+    return queues
+
+
+def declare(connection: Connection | Any, services: Iterable[str] | None = None) -> list[Queue]:
+    """Declare exchanges and queues (idempotent) on a connection or channel; returns the queues."""
+    services = list(settings.SERVICES if services is None else services)
+    channel = connection.default_channel if isinstance(connection, Connection) else connection
+    for exchange in (unrouted_exchange, events_exchange, dead_letter_exchange, tasks_exchange):
+        exchange(channel).declare()
+    queues = all_queues(services)
+    for queue in queues:
+        queue(channel).declare()
+    return queues
+
+
+def describe(services: Iterable[str] | None = None) -> str:
+    services = list(settings.SERVICES if services is None else services)
+    lines = [
+        f"exchange {EVENTS} (topic, durable, alternate-exchange={UNROUTED})",
+        f"exchange {UNROUTED} (fanout, durable) -> queue {UNROUTED}",
+        f"exchange {DLX} (direct, durable)",
+        f"exchange {TASKS} (topic, durable)",
+    ]
+    for queue in all_queues(services):
+        if queue.name == UNROUTED:
+            continue
+        kind = queue.queue_arguments.get("x-queue-type", "classic")
+        if queue.exchange is not None and queue.exchange.name:
+            routes = [(queue.exchange.name, queue.routing_key)]
+        else:
+            routes = [(b.exchange.name, b.routing_key) for b in queue.bindings]
+        if not routes:
+            lines.append(f"queue {queue.name} ({kind}) - no subscriptions yet")
+        for exchange, key in routes:
+            lines.append(f"queue {queue.name} ({kind}) <- {exchange} [{key}]")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Causality and trace context of the event being handled.
+
+While a handler runs, `handling(envelope)` makes that event current: every event published in
+the meantime gets its `correlationId` and `causationId` (= the current eventId), and a W3C
+`traceparent` that continues the same trace with a new span.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from events.envelope import Envelope
+
+_current: ContextVar[Envelope | None] = ContextVar("events_current", default=None)
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+@dataclass(frozen=True)
+class Context:
+    correlation_id: str
+    causation_id: str | None
+    traceparent: str
+
+
+def current() -> Envelope | None:
+    return _current.get()
+
+
+@contextmanager
+def handling(envelope: Envelope) -> Iterator[None]:
+    token = _current.set(envelope)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def child_traceparent(parent: str | None) -> str:
+    match = _TRACEPARENT.match(parent or "")
+    trace_id = match.group(1) if match else secrets.token_hex(16)
+    flags = match.group(3) if match else "01"
+    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
+def next_context(correlation_id: str | None = None) -> Context:
+    """The metadata for a new event: caused by the current one if there is one."""
+    cause = current()
+    if cause is not None:
+        return Context(
+            correlation_id=correlation_id or cause.correlation_id or cause.event_id,
+            causation_id=cause.event_id,
+            traceparent=child_traceparent(cause.traceparent),
+        )
+    return Context(
+        correlation_id=correlation_id or str(uuid.uuid4()),
+        causation_id=None,
+        traceparent=child_traceparent(None),
+    )
