@@ -21,6 +21,8 @@ def user_registered_publish(*, user: AbstractUser) -> None:
     )
 
 
-def user_registered_publish_on_create(sender: type, instance: AbstractUser, created: bool, raw: bool = False, **kwargs: Any) -> None:
+def user_registered_publish_on_create(
+    sender: type, instance: AbstractUser, created: bool, raw: bool = False, **kwargs: Any
+) -> None:
     if created and not raw:
         user_registered_publish(user=instance)

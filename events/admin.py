@@ -37,7 +37,16 @@ class PublishedFilter(admin.SimpleListFilter):
 
 @admin.register(StoredEvent)
 class StoredEventAdmin(ReadOnlyAdmin):
-    list_display = ["position", "routing_key", "event_version", "subject", "sequence", "timestamp", "published_at", "rejected_reason"]
+    list_display = [
+        "position",
+        "routing_key",
+        "event_version",
+        "subject",
+        "sequence",
+        "timestamp",
+        "published_at",
+        "rejected_reason",
+    ]
     list_filter = [PublishedFilter, "event_type", "topic"]
     search_fields = ["=event_id", "=subject", "=correlation_id", "=causation_id"]
     date_hierarchy = "timestamp"

@@ -20,7 +20,6 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -74,7 +73,7 @@ class EventConsumer(ConsumerMixin):
                     wait = max(0.0, self._first_buffered_at + self.window - time.monotonic())
                 try:
                     conn.drain_events(timeout=wait)
-                except socket.timeout:
+                except TimeoutError:
                     conn.heartbeat_check()
                 if self._first_buffered_at is not None and time.monotonic() - self._first_buffered_at >= self.window:
                     self.flush()
@@ -97,12 +96,14 @@ class EventConsumer(ConsumerMixin):
         from events.errors import EventError
 
         routing_key = message.delivery_info.get("routing_key", "")
+        # py-amqp hands over text when the producer named a content encoding.
+        body = message.body.encode() if isinstance(message.body, str) else message.body
         try:
-            envelope = decode_message(message.body, message.content_type, message.headers)
+            envelope = decode_message(body, message.content_type, message.headers)
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
         except EventError as exc:
-            self._dead_letter(service, message, str(exc), routing_key, None)
+            self._dead_letter(service, message, body, str(exc), routing_key)
             return
         for subscription in subscriptions.matching([service], event_type):
             try:
@@ -110,8 +111,14 @@ class EventConsumer(ConsumerMixin):
             except EventError as exc:
                 logger.error("%s cannot get %s: %s", subscription.name, envelope.event_id, exc)
                 deadletters.record_unreadable(
-                    service=service, reason=str(exc), body=message.body, content_type=message.content_type,
-                    headers=message.headers, routing_key=routing_key, envelope=envelope, handler=subscription.name,
+                    service=service,
+                    reason=str(exc),
+                    body=body,
+                    content_type=message.content_type,
+                    headers=message.headers,
+                    routing_key=routing_key,
+                    envelope=envelope,
+                    handler=subscription.name,
                 )
                 continue
             if subscription.max_age is not None and _age(envelope) > subscription.max_age.total_seconds():
@@ -126,13 +133,17 @@ class EventConsumer(ConsumerMixin):
         if len(self._unacked) >= self.batch_size:
             self.flush()
 
-    def _dead_letter(self, service: str, message: Message, reason: str, routing_key: str, envelope: Any) -> None:
+    def _dead_letter(self, service: str, message: Message, body: bytes, reason: str, routing_key: str) -> None:
         from events import deadletters
 
         logger.error("dead-lettering a message on %s.events (%s): %s", service, routing_key, reason)
         deadletters.record_unreadable(
-            service=service, reason=reason, body=message.body, content_type=message.content_type,
-            headers=message.headers, routing_key=routing_key, envelope=envelope,
+            service=service,
+            reason=reason,
+            body=body,
+            content_type=message.content_type,
+            headers=message.headers,
+            routing_key=routing_key,
         )
         message.reject(requeue=False)
 

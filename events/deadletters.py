@@ -67,9 +67,7 @@ def record_unreadable(
     )
 
 
-def record_handler_failure(
-    *, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int
-) -> DeadLetter:
+def record_handler_failure(*, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int) -> DeadLetter:
     dead = DeadLetter.objects.create(
         stage=DeadLetter.Stage.HANDLER,
         service=service,
@@ -84,7 +82,12 @@ def record_handler_failure(
         attempts=attempts,
         routing_key=f"{service}.events",
     )
-    _publish_to_dlq(service, envelope, reason, handler)
+    try:
+        _publish_to_dlq(service, envelope, reason, handler)
+    except Exception:
+        logger.exception(
+            "dead letter %s is stored but could not be copied to %s", dead.pk, topology.dead_letter_queue_name(service)
+        )
     return dead
 
 

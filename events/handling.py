@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Reject
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -67,11 +68,18 @@ def item(envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
 def dispatch(subscription: Subscription, items: list[dict[str, Any]], countdown: float | None = None) -> None:
     from events.topology import task_queue
 
-    handle_events.apply_async(args=(subscription.name, items), queue=task_queue(subscription.service), countdown=countdown)
+    if countdown is not None:
+        countdown = max(1, round(countdown))  # the broker's delayed delivery counts whole seconds
+    handle_events.apply_async(
+        args=(subscription.name, items),
+        kwargs={"service": subscription.service},
+        queue=task_queue(subscription.service),
+        countdown=countdown,
+    )
 
 
 @shared_task(name="events.handle", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def handle_events(handler: str, items: list[dict[str, Any]]) -> dict[str, int]:
+def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
     subscription = subscriptions.get(handler)
     counts = {"handled": 0, "duplicates": 0, "retried": 0, "dead": 0}
     for entry in items:
@@ -79,27 +87,47 @@ def handle_events(handler: str, items: list[dict[str, Any]]) -> dict[str, int]:
         attempt = int(entry.get("attempt", 1))
         if subscription is None:
             deadletters.record_handler_failure(
-                service="?", handler=handler, envelope=envelope, reason=f"no handler named {handler!r} on this worker",
-                tb="", attempts=attempt,
+                service=service,
+                handler=handler,
+                envelope=envelope,
+                reason=f"no handler named {handler!r} on this worker",
+                tb="",
+                attempts=attempt,
             )
             counts["dead"] += 1
             continue
         try:
             ran = run_once(subscription, envelope)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if attempt >= max_attempts(subscription):
-                logger.error("%s gave up on %s after %d attempts: %s", handler, envelope.event_id, attempt, reason)
-                deadletters.record_handler_failure(
-                    service=subscription.service, handler=handler, envelope=envelope, reason=reason,
-                    tb=traceback.format_exc(), attempts=attempt,
-                )
-                counts["dead"] += 1
-            else:
-                delay = backoff_seconds(attempt)
-                logger.warning("%s failed on %s (attempt %d), retrying in %.1fs: %s", handler, envelope.event_id, attempt, delay, reason)
-                dispatch(subscription, [item(envelope, attempt + 1)], countdown=delay)
-                counts["retried"] += 1
+            counts[_on_failure(subscription, envelope, attempt, exc)] += 1
             continue
         counts["handled" if ran else "duplicates"] += 1
     return counts
+
+
+def _on_failure(subscription: Subscription, envelope: Envelope, attempt: int, exc: Exception) -> str:
+    """Retry later or give up; either way the event stays somewhere durable. Returns the outcome."""
+    reason = f"{type(exc).__name__}: {exc}"
+    tb = traceback.format_exc()
+    if attempt < max_attempts(subscription):
+        delay = backoff_seconds(attempt)
+        logger.warning(
+            "%s failed on %s (attempt %d), retrying in %.1fs: %s", subscription.name, envelope.event_id, attempt, delay, reason
+        )
+        try:
+            dispatch(subscription, [item(envelope, attempt + 1)], countdown=delay)
+            return "retried"
+        except Exception as dispatch_exc:
+            logger.exception("could not schedule a retry of %s", envelope.event_id)
+            reason = f"{reason} (retry could not be scheduled: {type(dispatch_exc).__name__}: {dispatch_exc})"
+    else:
+        logger.error("%s gave up on %s after %d attempts: %s", subscription.name, envelope.event_id, attempt, reason)
+    try:
+        deadletters.record_handler_failure(
+            service=subscription.service, handler=subscription.name, envelope=envelope, reason=reason, tb=tb, attempts=attempt
+        )
+    except Exception:
+        # Neither retry nor dead letter could be stored: hand the task back to the broker.
+        logger.exception("could not store the dead letter of %s; requeueing the task", envelope.event_id)
+        raise Reject(reason, requeue=True) from None
+    return "dead"

@@ -31,8 +31,8 @@ from typing import Any
 
 import amqp
 from django.conf import settings
-from django.db import close_old_connections, transaction
 from django.db import Error as DatabaseError
+from django.db import close_old_connections, transaction
 from django.db.models import Min
 from kombu import Connection
 
@@ -175,11 +175,13 @@ class Relay:
     def run(self) -> None:
         """Relay until `stop()`; survives broker and database outages."""
         wake = self._bind_wake_socket()
+        probe = Connection(self.broker_url)
+        retryable = (DatabaseError, ConfirmTimeout, OSError, *probe.connection_errors, *probe.channel_errors)
         backoff = 0.5
         try:
             while not self.stop_event.is_set():
                 try:
-                    with Connection(self.broker_url) as connection:
+                    with Connection(self.broker_url, transport_options=self._client_properties()) as connection:
                         connection.ensure_connection(max_retries=1)
                         topology.declare(connection)
                         publisher = ConfirmingPublisher(connection)
@@ -188,7 +190,7 @@ class Relay:
                         while not self.stop_event.is_set():
                             if self.relay_batch(publisher) < self.batch_size:
                                 self._wait(wake)
-                except (DatabaseError, ConfirmTimeout, OSError, *Connection().connection_errors, *Connection().channel_errors) as exc:
+                except retryable as exc:
                     logger.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
                     close_old_connections()
                     self.stop_event.wait(backoff)
@@ -200,6 +202,11 @@ class Relay:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    @staticmethod
+    def _client_properties() -> dict[str, Any]:
+        # Names the connection in the RabbitMQ management UI.
+        return {"client_properties": {"connection_name": f"relay@{socket.gethostname()}"}}
 
     def _bind_wake_socket(self) -> socket.socket | None:
         if not self.wake_address:

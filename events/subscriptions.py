@@ -113,6 +113,4 @@ def services() -> list[str]:
 
 
 def matching(services: list[str], event_type: EventType) -> list[Subscription]:
-    return [
-        s for s in _subscriptions.values() if s.service in services and s.event_type.routing_key == event_type.routing_key
-    ]
+    return [s for s in _subscriptions.values() if s.service in services and s.event_type.routing_key == event_type.routing_key]

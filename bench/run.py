@@ -1,0 +1,675 @@
+"""Benchmark of the event bus against plain kombu and plain Celery, on one broker, in one run.
+
+    .venv/bin/python bench/run.py          (or `make bench`; BENCH_N=20000 for more messages)
+
+Figures (see bench/README.md):
+  (a) kombu publish, no confirms      baseline for (b)
+  (b) relay publish, with confirms    Relay.relay_batch over N stored events; target (b)/(a) >= 0.8
+  (c) celery .delay() -> worker done  baseline for (d)
+  (d) bus end to end                  publish -> relay -> broker -> consumer -> handler; target (d)/(c) >= 1
+      plus commit -> handler latency at light load; target p50 < 50 ms
+
+Everything runs in a vhost created for the run and on a fresh database (a temporary SQLite file,
+or a new PostgreSQL database on the server named by BENCH_DATABASE_URL / DATABASE_URL); both are
+removed at the end, as are the relay and worker subprocesses, also when the run fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+CELERY = ROOT / ".venv" / "bin" / "celery"
+
+# Run as a script, sys.path[0] is bench/: put the repository root there instead.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+N = int(os.environ.get("BENCH_N", "10000"))
+LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", "200"))
+LATENCY_INTERVAL = float(os.environ.get("BENCH_LATENCY_INTERVAL_MS", "10")) / 1000
+TXN_SIZE = int(os.environ.get("BENCH_TXN_SIZE", "1"))  # events per transaction in (d)
+PHASES = set(os.environ.get("BENCH_PHASES", "abcd"))  # run only some figures, e.g. BENCH_PHASES=ab
+BROKER_HOST = os.environ.get("BENCH_BROKER_HOST", "127.0.0.1")
+BROKER_PORT = int(os.environ.get("BENCH_BROKER_PORT", "5672"))
+BROKER_USER = os.environ.get("BENCH_BROKER_USER", "guest")
+BROKER_PASSWORD = os.environ.get("BENCH_BROKER_PASSWORD", "guest")
+MANAGEMENT_URL = os.environ.get("BENCH_MANAGEMENT_URL", f"http://{BROKER_HOST}:15672").rstrip("/")
+NOTE = "x" * 64  # a small payload, like most domain events
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- broker: a vhost
+class Management:
+    """The few RabbitMQ management HTTP API calls the run needs."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.url = url
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Authorization", self.auth)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def overview(self) -> dict[str, Any]:
+        try:
+            return self.call("GET", "/api/overview")
+        except (urllib.error.URLError, OSError) as exc:
+            raise SystemExit(
+                f"RabbitMQ management API not reachable at {self.url} ({exc}); "
+                "enable it with `rabbitmq-plugins enable rabbitmq_management`"
+            ) from None
+
+    def create_vhost(self, vhost: str, user: str) -> None:
+        name = urllib.parse.quote(vhost, safe="")
+        self.call("PUT", f"/api/vhosts/{name}", {"description": "bench/run.py, deleted at the end of the run"})
+        self.call(
+            "PUT",
+            f"/api/permissions/{name}/{urllib.parse.quote(user, safe='')}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    def delete_vhost(self, vhost: str) -> None:
+        try:
+            self.call("DELETE", f"/api/vhosts/{urllib.parse.quote(vhost, safe='')}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+
+# --------------------------------------------------------------------------- database
+def fresh_database(stack: ExitStack, workdir: Path) -> str:
+    """A DATABASE_URL for a database that exists for this run only."""
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme.startswith("postgres") or scheme == "pgsql":
+        import psycopg
+
+        parts = urllib.parse.urlsplit(url)
+        name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+        admin = urllib.parse.urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+        def drop() -> None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log(f"dropped database {name}")
+
+        stack.callback(drop)
+        log(f"created PostgreSQL database {name}")
+        return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    path = workdir / "bench.sqlite3"
+
+    def remove() -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    stack.callback(remove)
+    return f"sqlite:///{path}"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- subprocesses
+class Processes:
+    """Subprocesses of this run, each in a session of its own; stopped by their own ids."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        out = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        self.running.append((name, proc))
+        log(f"started {name} (pid {proc.pid}): {' '.join(str(a) for a in argv[1:])}")
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.running:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.running):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    log(f"{name} did not stop on SIGTERM; killing its process group")
+            # The process group is the one we created for it (start_new_session): pool children too.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            log(f"stopped {name} (pid {proc.pid}, exit {proc.returncode})")
+        self.running.clear()
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, processes: Processes | None = None, interval: float = 0.02
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if processes is not None:
+            processes.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# --------------------------------------------------------------------------- the measurements
+def queue_arguments() -> dict[str, Any]:
+    from django.conf import settings
+
+    return {"x-queue-type": "quorum"} if settings.EVENTS_QUEUE_TYPE == "quorum" else {}
+
+
+def message_count(connection: Any, queue: str) -> int:
+    _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
+    return count
+
+
+def bench_stored_events(n: int, phase: str) -> list[Any]:
+    """N unpublished rows as `publish` would write them (bulk-inserted: setup, not measured)."""
+    from bench.benchapp.events import BenchPing
+    from events import tracing
+    from events.models import StoredEvent
+
+    rows = []
+    now = datetime.now(UTC)
+    for i in range(n):
+        data = BenchPing.validate({"seq": i, "phase": phase, "note": NOTE}, "1.0").model_dump(mode="json")
+        context = tracing.next_context()
+        rows.append(
+            StoredEvent(
+                event_id=uuid.uuid4(),
+                topic=BenchPing.topic,
+                event_type=BenchPing.name,
+                event_version="1.0",
+                source="bench",
+                subject=f"ping-{i % 100}",
+                timestamp=now,
+                data=data,
+                correlation_id=context.correlation_id,
+                metadata={"traceparent": context.traceparent},
+            )
+        )
+    StoredEvent.objects.bulk_create(rows, batch_size=500)
+    return list(StoredEvent.objects.filter(published_at__isnull=True).order_by("position"))
+
+
+def measure_kombu_publish(broker_url: str, rows: list[Any]) -> dict[str, Any]:
+    """(a) kombu Producer.publish, persistent, no confirms, of the very messages the relay sends next."""
+    from kombu import Connection, Exchange, Producer, Queue
+
+    messages = []
+    for row in rows:
+        envelope = row.to_envelope()
+        properties = envelope.amqp_properties()
+        headers = properties.pop("application_headers")
+        messages.append((row.routing_key, envelope.to_json(), headers, properties))
+    exchange = Exchange("bench.raw", type="topic", durable=True)
+    queue = Queue("bench.raw", exchange, routing_key="bench.#", durable=True, queue_arguments=queue_arguments())
+    with Connection(broker_url) as connection:
+        queue(connection.default_channel).declare()
+        producer = Producer(connection.channel())
+        start = time.perf_counter()
+        for routing_key, body, headers, properties in messages:
+            producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers, **properties)
+        written = time.perf_counter() - start
+        # Without confirms "published" means "in the queue": wait until the broker has them all.
+        wait_for(lambda: message_count(connection, "bench.raw") >= len(messages), 120, "bench.raw to fill", interval=0.002)
+        elapsed = time.perf_counter() - start
+        queue(connection.default_channel).delete()
+    return {
+        "n": len(messages),
+        "elapsed_s": elapsed,
+        "rate": len(messages) / elapsed,
+        "unit": "msgs/s",
+        "socket_write_s": written,
+        "body_bytes": len(messages[0][1]) if messages else 0,
+        "how": "kombu Producer.publish(delivery_mode=2) to topic exchange bench.raw -> one queue of the bus's queue type; "
+        "timed until the queue holds all N (passive queue.declare)",
+    }
+
+
+def measure_relay(broker_url: str, n: int) -> dict[str, Any]:
+    """(b) Relay.relay_batch with a ConfirmingPublisher until the log has nothing left to publish."""
+    from django.conf import settings
+    from kombu import Connection
+
+    from events import topology
+    from events.models import StoredEvent
+    from events.relay import ConfirmingPublisher, Relay
+
+    broker_time = [0.0]
+
+    class TimedPublisher(ConfirmingPublisher):
+        def publish(self, messages, timeout):  # noqa: ANN001, ANN201
+            started = time.perf_counter()
+            try:
+                return super().publish(messages, timeout)
+            finally:
+                broker_time[0] += time.perf_counter() - started
+
+    relay = Relay(broker_url=broker_url, wake_address="")
+    batches = 0
+    with Connection(broker_url) as connection:
+        topology.declare(connection)
+        publisher = TimedPublisher(connection)
+        start = time.perf_counter()
+        while relay.relay_batch(publisher):
+            batches += 1
+        elapsed = time.perf_counter() - start
+        left = StoredEvent.objects.filter(published_at__isnull=True).count()
+        if left:
+            raise RuntimeError(f"relay left {left} events unpublished")
+        queued = wait_for(
+            lambda: message_count(connection, "bench.events") >= n and message_count(connection, "bench.events"),
+            60,
+            "bench.events to hold the relayed events",
+        )
+        connection.default_channel.queue_purge("bench.events")  # the worker of (c)/(d) must not see them
+    return {
+        "n": n,
+        "elapsed_s": elapsed,
+        "rate": n / elapsed,
+        "unit": "events/s",
+        "batches": batches,
+        "batch_size": relay.batch_size,
+        "publish_and_confirm_s": broker_time[0],
+        "database_and_encoding_s": elapsed - broker_time[0],
+        "queued": queued,
+        "how": f"Relay.relay_batch(ConfirmingPublisher) in a loop over {n} bulk-inserted rows "
+        f"(EVENTS_RELAY_BATCH_SIZE={settings.EVENTS_RELAY_BATCH_SIZE}), exchange events -> bench.events",
+    }
+
+
+def marker_time(name: str) -> float | None:
+    from bench.benchapp.models import BenchMarker
+
+    return BenchMarker.objects.filter(name=name).values_list("at", flat=True).first()
+
+
+def measure_celery(n: int, processes: Processes) -> dict[str, Any]:
+    """(c) `.delay()` N trivial tasks; done when the last one (FIFO, one consumer, -c 1) has run."""
+    from bench.benchapp.tasks import bench_noop
+
+    bench_noop.delay(marker="warmup-c")
+    wait_for(lambda: marker_time("warmup-c"), 120, "the worker to start", processes)
+    start = time.time()
+    for _ in range(n - 1):
+        bench_noop.delay()
+    bench_noop.delay(marker="done-c")
+    enqueued = time.time() - start
+    timeout = max(120.0, n / 20)
+    done = wait_for(lambda: marker_time("done-c"), timeout, f"{n} tasks to complete", processes, interval=0.05)
+    elapsed = done - start
+    return {
+        "n": n,
+        "elapsed_s": elapsed,
+        "rate": n / elapsed,
+        "unit": "tasks/s",
+        "enqueue_rate": n / enqueued,
+        "how": "bench_noop.delay() x N from this process (confirm_publish as configured); the N-th task records "
+        "the time it ran; one worker `celery worker -Q bench -c 1` (prefork, 1 child)",
+    }
+
+
+def inbox_since(after_id: int) -> Any:
+    from bench.benchapp.handlers import bench_ping_ignore
+    from events.models import InboxEntry
+
+    handler = f"{bench_ping_ignore.__module__}.{bench_ping_ignore.__qualname__}"
+    return InboxEntry.objects.filter(id__gt=after_id, handler=handler)
+
+
+def last_inbox_id() -> int:
+    from events.models import InboxEntry
+
+    return InboxEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def publish_pings(count: int, phase: str, txn_size: int = 1, interval: float = 0.0) -> list[str]:
+    from django.db import transaction
+
+    from bench.benchapp.events import BenchPing
+    from events.publishing import publish
+
+    ids = []
+    start = time.perf_counter()
+    for first in range(0, count, txn_size):
+        with transaction.atomic():
+            for i in range(first, min(count, first + txn_size)):
+                stored = publish(BenchPing, {"seq": i, "phase": phase, "note": NOTE}, subject=f"ping-{i % 100}")
+                ids.append(str(stored.event_id))
+        if interval:
+            pause = start + (first + txn_size) * interval - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+    return ids
+
+
+def measure_bus(n: int, processes: Processes, env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(d) events.publish in transactions -> `manage.py relay` -> broker -> consumer step -> handler."""
+    from events.models import StoredEvent
+
+    processes.start("relay", [str(PYTHON), "manage.py", "relay"])
+    before = last_inbox_id()
+    publish_pings(1, "warmup")
+    wait_for(lambda: inbox_since(before).count() >= 1, 120, "the relay and the consumer to start", processes)
+
+    before = last_inbox_id()
+    start = time.time()
+    publish_pings(n, "throughput", txn_size=TXN_SIZE)
+    published = time.time() - start
+    timeout = max(120.0, n / 20)
+    wait_for(lambda: inbox_since(before).count() >= n, timeout, f"{n} events to be handled", processes, interval=0.05)
+    last = max(at.timestamp() for at in inbox_since(before).values_list("processed_at", flat=True))
+    marked = StoredEvent.objects.filter(data__phase="throughput").values_list("published_at", flat=True)
+    relayed = max(at.timestamp() for at in marked)
+    elapsed = last - start
+    throughput = {
+        "n": n,
+        "elapsed_s": elapsed,
+        "rate": n / elapsed,
+        "unit": "events/s",
+        "publish_rate": n / published,
+        "events_per_transaction": TXN_SIZE,
+        "last_commit_s": published,
+        "last_relayed_s": relayed - start,
+        "last_handled_s": elapsed,
+        "how": "events.publish() in transactions of BENCH_TXN_SIZE from this process -> `manage.py relay` -> "
+        "bench.events -> consumer step of the same worker as (c) -> events.handle tasks -> one no-op handler; "
+        "timed from the first publish to the last InboxEntry.processed_at",
+    }
+
+    time.sleep(1.0)  # let the relay and the worker go idle
+    before = last_inbox_id()
+    ids = publish_pings(LATENCY_EVENTS, "latency", interval=LATENCY_INTERVAL)
+    wait_for(lambda: inbox_since(before).count() >= len(ids), 120, "the latency events to be handled", processes)
+    latency = compute_latencies(ids, before)
+    latency["how"] = (
+        f"{LATENCY_EVENTS} events, one transaction each, one every {LATENCY_INTERVAL * 1000:.0f} ms; "
+        "latency = InboxEntry.processed_at - StoredEvent.timestamp (set just before the commit)"
+    )
+    return throughput, latency
+
+
+def compute_latencies(ids: list[str], after_id: int) -> dict[str, Any]:
+    from events.models import StoredEvent
+
+    handled = dict(inbox_since(after_id).values_list("event_id", "processed_at"))
+    stored = {
+        str(k): (ts, pub)
+        for k, ts, pub in StoredEvent.objects.filter(event_id__in=ids).values_list("event_id", "timestamp", "published_at")
+    }
+    values = [(handled[i] - stored[i][0]).total_seconds() * 1000 for i in ids]
+    to_relayed = [(stored[i][1] - stored[i][0]).total_seconds() * 1000 for i in ids]
+    relayed_to_handled = [(handled[i] - stored[i][1]).total_seconds() * 1000 for i in ids]
+    return {
+        "n": len(values),
+        "p50_ms": percentile(values, 50),
+        "p90_ms": percentile(values, 90),
+        "p99_ms": percentile(values, 99),
+        "max_ms": max(values),
+        "mean_ms": sum(values) / len(values),
+        # Where the time goes: commit -> marked published (relay, confirm included) -> handler ran.
+        "commit_to_published_p50_ms": percentile(to_relayed, 50),
+        "commit_to_published_p99_ms": percentile(to_relayed, 99),
+        "published_to_handled_p50_ms": percentile(relayed_to_handled, 50),
+        "published_to_handled_p99_ms": percentile(relayed_to_handled, 99),
+        "series_ms": [[round(x, 1), round(y, 1)] for x, y in zip(to_relayed, relayed_to_handled, strict=True)],
+    }
+
+
+# --------------------------------------------------------------------------- report
+def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
+    import amqp
+    import celery
+    import django
+    import kombu
+    from django.conf import settings
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("select sqlite_version()" if connection.vendor == "sqlite" else "show server_version")
+        db_version = cursor.fetchone()[0]
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "rabbitmq": overview.get("rabbitmq_version"),
+        "erlang": overview.get("erlang_version"),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "amqp": amqp.__version__,
+        "django": django.get_version(),
+        "db_vendor": connection.vendor,
+        "db_version": db_version,
+        "queue_type": settings.EVENTS_QUEUE_TYPE,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    a, b, c, d, lat = (results["figures"].get(k) for k in ("a", "b", "c", "d", "latency"))
+
+    def rate(fig: dict[str, Any] | None) -> str:
+        return f"{fig['rate']:,.0f} {fig['unit']}" if fig else "failed"
+
+    def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None) -> float | None:
+        return x["rate"] / y["rate"] if x and y else None
+
+    rb, rd = ratio(b, a), ratio(d, c)
+    yes = {True: "yes", False: "no", None: "n/a"}
+    rows = [
+        ("(a) kombu publish, no confirms", rate(a), "baseline", "", "", ""),
+        (
+            "(b) relay publish, confirms",
+            rate(b),
+            f"{rb:.2f} x (a)" if rb else "",
+            "",
+            ">= 0.80 x (a)",
+            yes[None if rb is None else rb >= 0.8],
+        ),
+        ("(c) celery .delay -> done", rate(c), "baseline", "", "", ""),
+        (
+            "(d) bus end to end",
+            rate(d),
+            f"{rd:.2f} x (c)" if rd else "",
+            "",
+            ">= 1.00 x (c)",
+            yes[None if rd is None else rd >= 1.0],
+        ),
+        (
+            "(d) commit -> handler latency",
+            "",
+            "",
+            f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms" if lat else "failed",
+            "p50 < 50 ms",
+            yes[None if lat is None else lat["p50_ms"] < 50],
+        ),
+    ]
+    header = ("figure", "rate", "ratio", "p50 / p99", "target", "meets target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print()
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+    m = results["machine"]
+    print(
+        f"\nN={results['n']}  {m.get('cpu_count')} CPUs  Python {m.get('python')}  RabbitMQ {m.get('rabbitmq')}  "
+        f"{m.get('db_vendor')} {m.get('db_version')}  {m.get('queue_type')} queues  "
+        f"celery {m.get('celery')} kombu {m.get('kombu')} django {m.get('django')}"
+    )
+    results["targets"] = {
+        "b_over_a": {"value": rb, "target": 0.8, "met": None if rb is None else rb >= 0.8},
+        "d_over_c": {"value": rd, "target": 1.0, "met": None if rd is None else rd >= 1.0},
+        "latency_p50_ms": {
+            "value": lat["p50_ms"] if lat else None,
+            "target": 50,
+            "met": None if lat is None else lat["p50_ms"] < 50,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- main
+def main() -> int:
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    management = Management(MANAGEMENT_URL, BROKER_USER, BROKER_PASSWORD)
+    overview = management.overview()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    vhost = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
+    results: dict[str, Any] = {
+        "n": N,
+        "phases": "".join(sorted(PHASES)),
+        "started_at": datetime.now(UTC).isoformat(),
+        "figures": {},
+        "machine": {},
+    }
+    failed = False
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        management.create_vhost(vhost, BROKER_USER)
+        stack.callback(lambda: (management.delete_vhost(vhost), log(f"deleted vhost {vhost}")))
+        log(f"created vhost {vhost}")
+        broker_url = f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{BROKER_HOST}:{BROKER_PORT}/{urllib.parse.quote(vhost, safe='')}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "DATABASE_URL": fresh_database(stack, workdir),
+            "CELERY_BROKER_URL": broker_url,
+            "EVENTS_RELAY_WAKE_ADDRESS": f"127.0.0.1:{free_udp_port()}",  # not the port of a relay of `make run`
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        }
+        os.environ.update(env)
+        processes = Processes(env, workdir)
+        stack.callback(processes.stop_all)
+        try:
+            subprocess.run([str(PYTHON), "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+            import django
+
+            django.setup()
+            from django.db import connections
+
+            stack.callback(connections.close_all)  # before the database is dropped or removed
+            import project.celery  # noqa: F401 - the app that `.delay()` publishes with
+
+            results["machine"] = machine_info(overview)
+            log(f"N={N}; database {results['machine']['db_vendor']}; broker {BROKER_HOST}:{BROKER_PORT} vhost {vhost}")
+
+            if PHASES & {"a", "b"}:
+                rows = bench_stored_events(N, "relay")
+            if "a" in PHASES:
+                log("(a) kombu publish without confirms ...")
+                results["figures"]["a"] = measure_kombu_publish(broker_url, rows)
+            if "b" in PHASES:
+                log("(b) relay publish with confirms ...")
+                results["figures"]["b"] = measure_relay(broker_url, N)
+            if PHASES & {"c", "d"}:
+                processes.start(
+                    "worker",
+                    [
+                        str(CELERY),
+                        "-A",
+                        "project",
+                        "worker",
+                        "-Q",
+                        "bench",
+                        "-c",
+                        "1",
+                        "-P",
+                        "prefork",
+                        "-n",
+                        f"bench-{os.getpid()}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "-l",
+                        env["LOG_LEVEL"],
+                    ],
+                )
+            if "c" in PHASES:
+                log("(c) celery .delay() until the worker has run them all ...")
+                results["figures"]["c"] = measure_celery(N, processes)
+            if "d" in PHASES:
+                log("(d) the bus end to end, then latency at light load ...")
+                results["figures"]["d"], results["figures"]["latency"] = measure_bus(N, processes, env)
+        except (Exception, KeyboardInterrupt) as exc:
+            failed = True
+            results["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"FAILED: {results['error']}")
+            for name, _ in processes.running:
+                tail = processes.tail(name)
+                if tail:
+                    print(f"--- last lines of {name}.log ---\n{tail}", file=sys.stderr)
+        finally:
+            results["finished_at"] = datetime.now(UTC).isoformat()
+            if results["machine"]:
+                report(results)
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+            log(f"wrote {RESULTS / 'latest.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+from tests import broker
+
+# Tests publish to a service of their own; it must be known before Celery reads its settings.
+TEST_SERVICE = "testsvc"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    if not broker.reachable():
+        pytest.exit(broker.HOW_TO_START, returncode=3)
+    vhost = broker.create_vhost()
+    config._test_vhost = vhost  # type: ignore[attr-defined]
+    url = broker.url(vhost)
+    os.environ["CELERY_BROKER_URL"] = url  # for worker and relay subprocesses
+    settings.CELERY_BROKER_URL = url
+    settings.SERVICES = [*settings.SERVICES, TEST_SERVICE]
+    settings.EVENTS_RELAY_WAKE_ADDRESS = ""  # in-process relays are driven by the tests
+
+    from project.celery import app
+
+    app.conf.broker_url = url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    vhost = getattr(config, "_test_vhost", None)
+    if vhost:
+        broker.delete_vhost(vhost)

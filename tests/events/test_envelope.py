@@ -1,0 +1,142 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.v1.event import CloudEvent
+
+from events.envelope import Envelope, decode_message
+from events.errors import MalformedEvent
+
+ORDER_PLACED_1_0 = (
+    b'{"eventType": "OrderPlaced", "eventVersion": "1.0", "timestamp": "2025-07-07T14:05:00Z", '
+    b'"eventId": "8fc67c8d-921c-443a-a67a-b3aefaed3384", "source": "order-service", '
+    b'"data": {"orderId": "ORD123456", "userId": "USR789", "orderStatus": "Not_Shipped"}, '
+    b'"correlationId": "1f0c2a4e-0000-4000-8000-000000000001", "causationId": null, "subject": "ORD123456", "sequence": 1}'
+)
+
+ORDER_PLACED_2_1 = (
+    b'{"eventType": "OrderPlaced", "eventVersion": "2.1", "timestamp": "2025-07-07T14:05:00Z", '
+    b'"eventId": "8fc67c8d-921c-443a-a67a-b3aefaed3384", "source": "order-service", '
+    b'"data": {"orderId": "ORD123456", "status": "Not_Shipped", '
+    b'"items": [{"productId": "P001", "quantity": 2}], '
+    b'"shippingAddress": {"city": "Hyderabad", "pincode": "000001"}}, '
+    b'"correlationId": "1f0c2a4e-0000-4000-8000-000000000001", '
+    b'"causationId": "0d1e2f3a-0000-4000-8000-000000000002", "subject": "ORD123456", "sequence": 1}'
+)
+
+
+@pytest.mark.parametrize("body", [ORDER_PLACED_1_0, ORDER_PLACED_2_1], ids=["1.0", "2.1"])
+def test_order_placed_examples_round_trip_byte_for_byte(body: bytes) -> None:
+    envelope = Envelope.from_json(body)
+
+    assert envelope.to_json() == body
+    assert list(json.loads(envelope.to_json())) == [
+        "eventType",
+        "eventVersion",
+        "timestamp",
+        "eventId",
+        "source",
+        "data",
+        "correlationId",
+        "causationId",
+        "subject",
+        "sequence",
+    ]
+
+
+def test_fractional_seconds_survive_the_round_trip() -> None:
+    envelope = Envelope(
+        event_type="Ping", event_version="1.0", data={}, source="s", timestamp=datetime(2025, 1, 2, 3, 4, 5, 120000, UTC)
+    )
+
+    assert json.loads(envelope.to_json())["timestamp"] == "2025-01-02T03:04:05.120000Z"
+    assert Envelope.from_json(envelope.to_json()) == envelope
+
+
+def test_amqp_properties_mirror_the_envelope() -> None:
+    envelope = Envelope.from_dict(json.loads(ORDER_PLACED_2_1), traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+
+    properties = envelope.amqp_properties()
+
+    assert properties["message_id"] == "8fc67c8d-921c-443a-a67a-b3aefaed3384"
+    assert properties["type"] == "OrderPlaced"
+    assert properties["app_id"] == "order-service"
+    assert properties["correlation_id"] == "1f0c2a4e-0000-4000-8000-000000000001"
+    assert properties["content_type"] == "application/json"
+    assert properties["delivery_mode"] == 2
+    assert properties["timestamp"] == int(datetime(2025, 7, 7, 14, 5, tzinfo=UTC).timestamp())
+    assert properties["application_headers"] == {
+        "eventVersion": "2.1",
+        "ce-specversion": "1.0",
+        "ce-id": "8fc67c8d-921c-443a-a67a-b3aefaed3384",
+        "ce-source": "order-service",
+        "ce-type": "OrderPlaced",
+        "ce-time": "2025-07-07T14:05:00Z",
+        "ce-subject": "ORD123456",
+        "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\x80\x04\x95", "application/x-python-serialize", "is not accepted: events are JSON only"),
+        (b'["a list"]', "application/json", "must be a JSON object"),
+        (
+            b'{"eventType": "OrderPlaced", "data": {}}',
+            "application/json",
+            "missing required fields: eventVersion, timestamp, eventId, source",
+        ),
+        (ORDER_PLACED_1_0.replace(b'"2025-07-07T14:05:00Z"', b'"yesterday"'), "application/json", "timestamp is not ISO 8601"),
+        (ORDER_PLACED_1_0.replace(b'"sequence": 1', b'"sequence": "one"'), "application/json", "sequence must be an integer"),
+    ],
+    ids=["malformed-json", "pickle", "not-an-object", "missing-fields", "bad-timestamp", "bad-sequence"],
+)
+def test_unreadable_messages_say_why(body: bytes, content_type: str, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        decode_message(body, content_type, {})
+
+
+def _cloud_event() -> CloudEvent:
+    return CloudEvent(
+        attributes={
+            "id": "ce-42",
+            "source": "/warehouse/java-service",
+            "type": "com.example.orders.OrderPlaced",
+            "subject": "ORD9",
+            "time": datetime(2025, 7, 7, 14, 5, tzinfo=UTC),
+            "datacontenttype": "application/json",
+            "eventversion": "1.0",
+            "correlationid": "corr-1",
+        },
+        data={"orderId": "ORD9", "userId": "U1", "orderStatus": "Not_Shipped"},
+    )
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_cloudevents_from_other_languages_map_onto_the_envelope(mode: str) -> None:
+    encode = ce_rabbitmq.to_binary_event if mode == "binary" else ce_rabbitmq.to_structured_event
+    message = encode(_cloud_event())
+
+    envelope = decode_message(message.body, message.content_type, message.headers)
+
+    assert envelope.event_type == "OrderPlaced"
+    assert envelope.event_version == "1.0"
+    assert envelope.event_id == "ce-42"
+    assert envelope.source == "/warehouse/java-service"
+    assert envelope.subject == "ORD9"
+    assert envelope.correlation_id == "corr-1"
+    assert envelope.timestamp == datetime(2025, 7, 7, 14, 5, tzinfo=UTC)
+    assert envelope.data == {"orderId": "ORD9", "userId": "U1", "orderStatus": "Not_Shipped"}
+
+
+def test_a_cloudevent_without_a_version_is_refused_with_the_reason() -> None:
+    event = CloudEvent(
+        attributes={"id": "1", "source": "/x", "type": "OrderPlaced", "datacontenttype": "application/json"}, data={}
+    )
+    message = ce_rabbitmq.to_binary_event(event)
+
+    with pytest.raises(MalformedEvent, match="eventVersion"):
+        decode_message(message.body, message.content_type, message.headers)

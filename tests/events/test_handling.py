@@ -1,0 +1,92 @@
+import pytest
+
+from events import handling, publish, subscriptions
+from events.deadletters import NotReplayable, dead_letter_replay
+from events.envelope import Envelope
+from events.models import DeadLetter, InboxEntry
+from notifications.models import Notification
+from tests import support
+from tests.conftest import basic_get, relay_all
+from tests.support import Flaky, Ping, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_duplicate_delivery_has_one_effect(worker: object) -> None:
+    envelope = Envelope(event_type="Ping", event_version="1.0", data={"text": "once"}, source="test")
+    subscription = subscriptions.get("tests.support.ping_v1_handler")
+
+    handling.dispatch(subscription, [handling.item(envelope)])
+    handling.dispatch(subscription, [handling.item(envelope), handling.item(envelope)])
+
+    wait_for(lambda: InboxEntry.objects.filter(event_id=envelope.event_id).exists())
+    wait_for(lambda: not _busy(worker), message="the worker to go idle")
+    assert Notification.objects.filter(kind="ping-v1", body="once").count() == 1
+
+
+def _busy(worker: object) -> bool:
+    from celery.worker import state
+
+    return bool(state.active_requests or state.reserved_requests)
+
+
+def test_the_same_event_published_twice_is_handled_once(worker: object) -> None:
+    stored = publish(Ping, {"text": "republished"}, version="1.0")
+    relay_all()
+    type(stored).objects.filter(pk=stored.pk).update(published_at=None)  # as after a relay crash
+    relay_all()
+
+    wait_for(lambda: InboxEntry.objects.filter(event_id=str(stored.event_id)).count() == 2)  # v1 and v2 handlers
+    wait_for(lambda: not _busy(worker))
+    assert Notification.objects.filter(body__startswith="republished").count() == 2
+
+
+def test_a_handler_that_fails_twice_then_succeeds_runs_its_effect_once(worker: object) -> None:
+    support.failures_left["twice"] = 2
+    publish(Flaky, {"key": "twice"})
+    relay_all()
+
+    wait_for(lambda: Notification.objects.filter(kind="flaky", body="twice").exists(), timeout=30)
+    assert support.calls["twice"] == 3
+    assert not DeadLetter.objects.exists()
+
+
+def test_a_handler_that_always_fails_ends_as_a_dead_letter_and_replays_after_a_fix(worker: object, amqp: object) -> None:
+    support.failures_left["broken"] = -1
+    stored = publish(Flaky, {"key": "broken"})
+    relay_all()
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=str(stored.event_id)).first(), timeout=30)
+    assert dead.stage == DeadLetter.Stage.HANDLER
+    assert dead.handler == "tests.support.flaky_handler"
+    assert dead.attempts == 3 == support.calls["broken"]
+    assert dead.reason == "RuntimeError: flaky handler refuses broken"
+    assert "Traceback" in dead.traceback and "flaky_handler" in dead.traceback
+    dlq = wait_for(lambda: basic_get(amqp, "testsvc.events.dlq"), timeout=5)
+    assert dlq.headers["x-reason"] == dead.reason
+    assert not Notification.objects.filter(kind="flaky").exists()
+
+    support.failures_left["broken"] = 0  # the fix
+    dead_letter_replay(dead_letter=dead)
+
+    wait_for(lambda: Notification.objects.filter(kind="flaky", body="broken").exists(), timeout=30)
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.REPLAYED and dead.replayed_at is not None
+
+
+@pytest.mark.django_db
+def test_a_dead_letter_without_a_handler_cannot_be_replayed() -> None:
+    dead = DeadLetter.objects.create(stage=DeadLetter.Stage.CONSUMER, service="testsvc", reason="body is not valid JSON")
+
+    with pytest.raises(NotReplayable, match="names no handler"):
+        dead_letter_replay(dead_letter=dead)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped(settings: object) -> None:
+    settings.EVENTS_RETRY_BACKOFF_SECONDS = 2.0
+    settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS = 600.0
+
+    for attempt, ceiling in [(1, 2.0), (2, 4.0), (3, 8.0), (12, 600.0)]:
+        delays = [handling.backoff_seconds(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+from django.db import transaction
+from kombu import Connection
+
+from events import publish, topology
+from events.models import StoredEvent
+from events.relay import Relay
+from tests import broker
+from tests.conftest import RelayThread, basic_get, relay_all
+from tests.support import Ping, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drain(conn: Connection, queue: str) -> list:
+    messages = []
+    while (message := basic_get(conn, queue)) is not None:
+        messages.append(message)
+    return messages
+
+
+def test_relay_publishes_in_log_order_with_the_envelope_and_marks_rows(amqp: Connection, purge: None) -> None:
+    with transaction.atomic():
+        for n in range(1, 31):
+            publish(Ping, {"text": f"n{n}"}, version="1.0", subject="ping-order", sequence=n)
+
+    assert relay_all() == 30
+
+    messages = _drain(amqp, "testsvc.events")
+    bodies = [json.loads(m.body) for m in messages]
+    assert [b["sequence"] for b in bodies] == list(range(1, 31))
+    first = messages[0]
+    assert first.properties["delivery_mode"] == 2
+    assert first.properties["message_id"] == bodies[0]["eventId"]
+    assert first.properties["type"] == "Ping"
+    assert first.headers["ce-type"] == "Ping" and first.headers["eventVersion"] == "1.0"
+    assert first.delivery_info["routing_key"] == "tests.Ping"
+    assert not StoredEvent.objects.filter(published_at__isnull=True).exists()
+
+
+def test_an_oversized_event_is_kept_and_marked_not_lost(amqp: Connection, purge: None) -> None:
+    big = publish(Ping, {"text": "x" * 5000}, version="1.0")
+    small = publish(Ping, {"text": "ok"}, version="1.0")
+
+    relay_all(Relay(wake_address="", max_message_bytes=2000))
+
+    big.refresh_from_db()
+    small.refresh_from_db()
+    assert big.published_at is None and "exceeds EVENTS_MAX_MESSAGE_BYTES=2000" in big.rejected_reason
+    assert small.published_at is not None
+    assert [json.loads(m.body)["data"]["text"] for m in _drain(amqp, "testsvc.events")] == ["ok"]
+
+
+class CrashAfterConfirm(Relay):
+    def on_confirmed(self, positions: list[int]) -> None:
+        raise SystemExit("relay killed between confirm and mark")
+
+
+def test_a_relay_killed_between_confirm_and_mark_publishes_again(amqp: Connection, purge: None) -> None:
+    publish(Ping, {"text": "twice"}, version="1.0")
+
+    with pytest.raises(SystemExit):
+        relay_all(CrashAfterConfirm(wake_address=""))
+    assert StoredEvent.objects.get().published_at is None
+
+    relay_all()
+
+    ids = [json.loads(m.body)["eventId"] for m in _drain(amqp, "testsvc.events")]
+    assert len(ids) == 2 and ids[0] == ids[1]  # at least once: the consumer deduplicates
+
+
+def test_relay_survives_the_broker_dropping_its_connection(amqp: Connection, purge: None, broker_url: str) -> None:
+    with RelayThread(Relay(wake_address="", poll_seconds=0.05)):
+        publish(Ping, {"text": "before"}, version="1.0")
+        wait_for(lambda: StoredEvent.objects.filter(published_at__isnull=False).count() == 1)
+
+        # The management API lists a new connection after its statistics interval.
+        wait_for(lambda: broker.close_connections(broker.vhost_of(broker_url), "relay@"), timeout=15)
+        publish(Ping, {"text": "after"}, version="1.0")
+
+        wait_for(lambda: StoredEvent.objects.filter(published_at__isnull=False).count() == 2, timeout=30)
+    with Connection(broker_url) as conn:
+        texts = sorted(json.loads(m.body)["data"]["text"] for m in _drain(conn, "testsvc.events"))
+    assert texts == ["after", "before"]
+
+
+def test_an_unroutable_event_lands_in_events_unrouted(amqp: Connection, purge: None) -> None:
+    from tests.conftest import raw_publish
+
+    raw_publish(amqp, b'{"nobody": "listens"}', "nobody.Listens")
+
+    message = wait_for(lambda: basic_get(amqp, topology.UNROUTED), timeout=5)
+    assert message.body == b'{"nobody": "listens"}'
+    assert message.delivery_info["routing_key"] == "nobody.Listens"

@@ -1,0 +1,106 @@
+"""Test event types, handlers with controllable behaviour, and bounded polling."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from events import Event, EventSchema, event_type, subscribe
+from notifications.models import Notification
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+class PingV1(EventSchema):
+    text: str
+
+
+class PingV2(EventSchema):
+    message: str
+    priority: int
+
+
+Ping = event_type("tests", "Ping", versions={"1.0": PingV1, "2.0": PingV2})
+
+
+@Ping.upcaster("1.0", "2.0")
+def ping_1_0_to_2_0(data: dict[str, Any]) -> dict[str, Any]:
+    return {"message": data["text"], "priority": 0}
+
+
+@Ping.downcaster("2.0", "1.0")
+def ping_2_0_to_1_0(data: dict[str, Any]) -> dict[str, Any]:
+    return {"text": data["message"]}
+
+
+class FlakyV1(EventSchema):
+    key: str
+
+
+Flaky = event_type("tests", "Flaky", versions={"1.0": FlakyV1})
+
+# How many times each event key must still fail before it succeeds; -1 fails for ever.
+failures_left: Counter[str] = Counter()
+calls: Counter[str] = Counter()
+
+
+def record(kind: str, event: Event[Any], body: str) -> None:
+    Notification.objects.create(recipient="", kind=kind, subject=event.envelope.event_type, body=body, event_id=event.id)
+
+
+@subscribe(Ping, version="1.0", service="testsvc")
+def ping_v1_handler(event: Event[PingV1]) -> None:
+    record("ping-v1", event, event.data.text)
+
+
+@subscribe(Ping, version="2.0", service="testsvc")
+def ping_v2_handler(event: Event[PingV2]) -> None:
+    record("ping-v2", event, f"{event.data.message}/{event.data.priority}")
+
+
+@subscribe(Flaky, version="1.0", service="testsvc", max_attempts=3)
+def flaky_handler(event: Event[FlakyV1]) -> None:
+    key = event.data.key
+    calls[key] += 1
+    if failures_left[key] != 0:
+        if failures_left[key] > 0:
+            failures_left[key] -= 1
+        raise RuntimeError(f"flaky handler refuses {key}")
+    record("flaky", event, key)
+
+
+class ShipmentV1(EventSchema):
+    shipmentId: str
+
+
+class ShipmentV2(EventSchema):
+    shipmentId: str
+    carrier: str
+
+
+# Two versions and no converter between them.
+Shipment = event_type("tests", "Shipment", versions={"1.0": ShipmentV1, "2.0": ShipmentV2})
+
+
+@subscribe(Shipment, version="1.0", service="testsvc")
+def shipment_v1_handler(event: Event[ShipmentV1]) -> None:
+    record("shipment-v1", event, event.data.shipmentId)
+
+
+@subscribe(Shipment, version="2.0", service="testsvc")
+def shipment_v2_handler(event: Event[ShipmentV2]) -> None:
+    record("shipment-v2", event, event.data.carrier)
