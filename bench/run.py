@@ -475,6 +475,25 @@ def compute_latencies(ids: list[str], after_id: int) -> dict[str, Any]:
     }
 
 
+def add_worker_stats(figures: dict[str, Any], workdir: Path) -> None:
+    """Tasks run and events carried, as counted inside the worker (bench/benchapp/worker_stats.py)."""
+    tasks: dict[str, int] = {}
+    events: dict[str, int] = {}
+    for path in workdir.glob("worker-*.json"):
+        stats = json.loads(path.read_text())
+        for name, count in stats["tasks"].items():
+            tasks[name] = tasks.get(name, 0) + count
+        for name, count in stats["events"].items():
+            events[name] = events.get(name, 0) + count
+    if "c" in figures:
+        figures["c"]["tasks_run"] = tasks.get("bench.noop")
+    for key, phase in (("d", "throughput"), ("latency", "latency")):
+        name = f"events.handle:{phase}"
+        if key in figures and tasks.get(name):
+            figures[key]["handler_tasks"] = tasks[name]
+            figures[key]["events_per_handler_task"] = events.get(name, 0) / tasks[name]
+
+
 # --------------------------------------------------------------------------- report
 def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
     import amqp
@@ -594,12 +613,14 @@ def main() -> int:
         broker_url = f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{BROKER_HOST}:{BROKER_PORT}/{urllib.parse.quote(vhost, safe='')}"
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            # Another module (that imports bench.settings) to try a settings change against the same run.
+            "DJANGO_SETTINGS_MODULE": os.environ.get("BENCH_SETTINGS_MODULE", "bench.settings"),
             "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "DATABASE_URL": fresh_database(stack, workdir),
             "CELERY_BROKER_URL": broker_url,
             "EVENTS_RELAY_WAKE_ADDRESS": f"127.0.0.1:{free_udp_port()}",  # not the port of a relay of `make run`
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            "BENCH_WORKDIR": str(workdir),
         }
         os.environ.update(env)
         processes = Processes(env, workdir)
@@ -653,6 +674,8 @@ def main() -> int:
             if "d" in PHASES:
                 log("(d) the bus end to end, then latency at light load ...")
                 results["figures"]["d"], results["figures"]["latency"] = measure_bus(N, processes, env)
+            processes.stop_all()
+            add_worker_stats(results["figures"], workdir)
         except (Exception, KeyboardInterrupt) as exc:
             failed = True
             results["error"] = f"{type(exc).__name__}: {exc}"

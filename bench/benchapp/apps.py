@@ -5,3 +5,8 @@ class BenchAppConfig(AppConfig):
     name = "bench.benchapp"
     label = "benchapp"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from bench.benchapp import worker_stats
+
+        worker_stats.connect()
