@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from events import Event, EventSchema, event_type, subscribe
@@ -104,3 +105,15 @@ def shipment_v1_handler(event: Event[ShipmentV1]) -> None:
 @subscribe(Shipment, version="2.0", service="testsvc")
 def shipment_v2_handler(event: Event[ShipmentV2]) -> None:
     record("shipment-v2", event, event.data.carrier)
+
+
+class TickV1(EventSchema):
+    n: int
+
+
+Tick = event_type("tests", "Tick", versions={"1.0": TickV1})
+
+
+@subscribe(Tick, version="1.0", service="testsvc", max_age=timedelta(minutes=5))
+def tick_handler(event: Event[TickV1]) -> None:
+    record("tick", event, str(event.data.n))

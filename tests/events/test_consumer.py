@@ -1,4 +1,5 @@
 import pickle
+from datetime import UTC, datetime
 
 import pytest
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
@@ -104,3 +105,15 @@ def test_an_event_with_no_route_to_a_handlers_version_is_a_dead_letter_for_that_
     assert dead.reason == "no conversion from Shipment 1.0 to 2.0"
     assert dead.envelope["data"] == {"shipmentId": "S1"}
     wait_for(lambda: _handled("shipment-v1", "S1"), message="the handler of the published version still runs")
+
+
+def test_a_handler_with_a_maximum_age_skips_older_events(worker: object, amqp: Connection) -> None:
+    old = Envelope(event_type="Tick", event_version="1.0", data={"n": 1}, source="t", timestamp=datetime(2020, 1, 1, tzinfo=UTC))
+    fresh = Envelope(event_type="Tick", event_version="1.0", data={"n": 2}, source="t")
+
+    raw_publish(amqp, old.to_json(), "tests.Tick")
+    raw_publish(amqp, fresh.to_json(), "tests.Tick")
+
+    wait_for(lambda: _handled("tick", "2"))
+    assert not _handled("tick", "1")
+    assert not DeadLetter.objects.exists()

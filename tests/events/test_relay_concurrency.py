@@ -25,8 +25,9 @@ def test_two_relays_publish_everything_and_keep_each_subjects_order(amqp: Connec
             for s in range(SUBJECTS):
                 publish(Ping, {"text": f"{s}:{n}"}, version="1.0", subject=f"agg-{s}", sequence=n)
 
-    with RelayThread(Relay(wake_address="", batch_size=25, poll_seconds=0.02)), RelayThread(
-        Relay(wake_address="", batch_size=25, poll_seconds=0.02)
+    with (
+        RelayThread(Relay(wake_address="", batch_size=25, poll_seconds=0.02)),
+        RelayThread(Relay(wake_address="", batch_size=25, poll_seconds=0.02)),
     ):
         wait_for(lambda: not StoredEvent.objects.filter(published_at__isnull=True).exists(), timeout=60)
 
