@@ -2,17 +2,21 @@
 
 Public API::
 
-    from events import EventType, Event, publish, subscribe
+    from events import Event, EventSchema, event_type, publish, subscribe
 """
+
+from typing import Any
 
 from events.registry import EventSchema, EventType, event_type
 from events.subscriptions import Event, subscribe
 
-
-def publish(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin re-export, see events.publishing.publish
-    from events.publishing import publish as _publish
-
-    return _publish(*args, **kwargs)
-
-
 __all__ = ["Event", "EventSchema", "EventType", "event_type", "publish", "subscribe"]
+
+
+def __getattr__(name: str) -> Any:
+    # `publish` needs the models, which cannot be imported while Django loads this app.
+    if name == "publish":
+        from events.publishing import publish
+
+        return publish
+    raise AttributeError(f"module 'events' has no attribute {name!r}")
