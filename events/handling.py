@@ -44,19 +44,14 @@ def max_attempts(subscription: Subscription) -> int:
 def run_once(subscription: Subscription, envelope: Envelope) -> bool:
     """Run the handler unless it already ran for this event. True if it ran now."""
     data = subscription.event_type.validate(envelope.data, envelope.event_version)
-    try:
-        with transaction.atomic():
-            _, created = InboxEntry.objects.get_or_create(
-                event_id=envelope.event_id, handler=subscription.name, defaults={"event_type": envelope.event_type}
-            )
-            if not created:
-                return False
-            with tracing.handling(envelope):
-                subscription(Event(envelope=envelope, data=data))
-    except IntegrityError:
-        if InboxEntry.objects.filter(event_id=envelope.event_id, handler=subscription.name).exists():
-            return False  # a concurrent duplicate delivery won the race
-        raise
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                InboxEntry.objects.create(event_id=envelope.event_id, handler=subscription.name, event_type=envelope.event_type)
+        except IntegrityError:
+            return False  # already handled (or being handled by a concurrent duplicate that committed first)
+        with tracing.handling(envelope):
+            subscription(Event(envelope=envelope, data=data))
     return True
 
 

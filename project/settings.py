@@ -68,7 +68,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Relay, workers and web write to one file: wait for the lock instead of failing,
     # and let readers proceed while one process writes.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
     # Tests start worker and relay subprocesses, so the test database must be a file too.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "db" / "test.sqlite3")}
