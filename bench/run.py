@@ -519,7 +519,9 @@ def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
         "django": django.get_version(),
         "db_vendor": connection.vendor,
         "db_version": db_version,
-        "queue_type": settings.EVENTS_QUEUE_TYPE,
+        "queue_type": settings.EVENTS_QUEUE_TYPE, "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE"),
+        # Other work on the machine skews every figure: look here first when two runs disagree.
+        "load_average_at_start": os.getloadavg(),
     }
 
 
@@ -595,6 +597,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     management = Management(MANAGEMENT_URL, BROKER_USER, BROKER_PASSWORD)
     overview = management.overview()
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        log(f"warning: load average {os.getloadavg()[0]:.2f} before the run; other work will skew the figures")
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     vhost = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
     results: dict[str, Any] = {
@@ -686,11 +690,18 @@ def main() -> int:
                     print(f"--- last lines of {name}.log ---\n{tail}", file=sys.stderr)
         finally:
             results["finished_at"] = datetime.now(UTC).isoformat()
+            results["machine"]["load_average_at_end"] = os.getloadavg()
             if results["machine"]:
                 report(results)
             RESULTS.mkdir(parents=True, exist_ok=True)
             (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
             log(f"wrote {RESULTS / 'latest.json'}")
+            if failed or os.environ.get("BENCH_KEEP_LOGS"):
+                keep = RESULTS / "logs"
+                keep.mkdir(exist_ok=True)
+                for path in workdir.glob("*.log"):
+                    shutil.copy(path, keep / path.name)
+                log(f"relay and worker logs are in {keep}")
     return 1 if failed else 0
 
 
