@@ -153,8 +153,9 @@ class EventConsumer(ConsumerMixin):
 
         for name, items in self._batches.items():
             dispatch(subscriptions.get(name), items)
-        for message in self._unacked:
-            message.ack()
+        if self._unacked:
+            # One ack for all: every earlier delivery on this channel is in the batch or already rejected.
+            self._unacked[-1].ack(multiple=True)
         self._batches.clear()
         self._unacked.clear()
         self._first_buffered_at = None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -11,9 +13,9 @@ from events.envelope import Envelope
 class StoredEvent(models.Model):
     """One row of the event log: the outbox of the relay and the event store of aggregates.
 
-    Append-only: rows are never updated except for `published_at` / `rejected_reason`, which the
-    relay sets. (subject, sequence) is unique, which gives event-sourced aggregates optimistic
-    concurrency.
+    Append-only: rows are never updated except for the relay's bookkeeping (`published_at`,
+    `rejected_reason`, the lease `claimed_by` / `claimed_until`). (subject, sequence) is unique,
+    which gives event-sourced aggregates optimistic concurrency.
     """
 
     position = models.BigAutoField(primary_key=True)
@@ -31,6 +33,9 @@ class StoredEvent(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     published_at = models.DateTimeField(null=True, blank=True, db_index=True)
     rejected_reason = models.TextField(blank=True, default="")
+    # The relay leases rows while their messages are in flight; an expired lease frees them again.
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["position"]
@@ -59,19 +64,41 @@ class StoredEvent(models.Model):
         return f"{self.topic}.{self.event_type}"
 
     def to_envelope(self) -> Envelope:
-        return Envelope(
-            event_type=self.event_type,
-            event_version=self.event_version,
-            timestamp=self.timestamp,
-            event_id=str(self.event_id),
-            source=self.source,
-            data=self.data,
-            correlation_id=self.correlation_id or None,
-            causation_id=self.causation_id or None,
-            subject=self.subject or None,
-            sequence=self.sequence,
-            traceparent=self.metadata.get("traceparent"),
-        )
+        return envelope_of(vars(self))
+
+
+# The columns an envelope is made of; the relay reads just these, without building model instances.
+ENVELOPE_COLUMNS = (
+    "position",
+    "event_id",
+    "topic",
+    "event_type",
+    "event_version",
+    "source",
+    "subject",
+    "sequence",
+    "timestamp",
+    "data",
+    "correlation_id",
+    "causation_id",
+    "metadata",
+)
+
+
+def envelope_of(row: Mapping[str, Any]) -> Envelope:
+    return Envelope(
+        event_type=row["event_type"],
+        event_version=row["event_version"],
+        timestamp=row["timestamp"],
+        event_id=str(row["event_id"]),
+        source=row["source"],
+        data=row["data"],
+        correlation_id=row["correlation_id"] or None,
+        causation_id=row["causation_id"] or None,
+        subject=row["subject"] or None,
+        sequence=row["sequence"],
+        traceparent=row["metadata"].get("traceparent"),
+    )
 
 
 class InboxEntry(models.Model):

@@ -58,14 +58,20 @@ def publish(
     return stored
 
 
+_nudge_socket: socket.socket | None = None
+
+
 def nudge_relay() -> None:
     """Wake a waiting relay now instead of at its next poll. Never raises."""
+    global _nudge_socket
     address = settings.EVENTS_RELAY_WAKE_ADDRESS
     if not address:
         return
     host, _, port = address.rpartition(":")
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(b"wake", (host, int(port)))
+        if _nudge_socket is None:
+            _nudge_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            _nudge_socket.setblocking(False)
+        _nudge_socket.sendto(b"wake", (host, int(port)))
     except (OSError, ValueError) as exc:
         logger.debug("relay nudge to %s failed: %s", address, exc)

@@ -20,30 +20,32 @@ before the rows are marked.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import amqp
 from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, transaction
-from django.db.models import Min
+from django.db.models import Min, Q, QuerySet
 from kombu import Connection
 
 from events import topology
-from events.models import StoredEvent
+from events.models import ENVELOPE_COLUMNS, StoredEvent, envelope_of
 
 logger = logging.getLogger(__name__)
 
 
 class ConfirmTimeout(Exception):
-    """The broker did not confirm every message of a batch in time."""
+    """The broker did not confirm the messages in flight in time."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class ConfirmingPublisher:
         self._acked: list[int] = []
         self._nacked: list[int] = []
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
     def _settle(self, delivery_tag: int, multiple: bool, into: list[int]) -> None:
         if not multiple:
             position = self._pending.pop(delivery_tag, None)
@@ -86,9 +92,8 @@ class ConfirmingPublisher:
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._settle(delivery_tag, multiple, self._nacked)
 
-    def publish(self, messages: Iterable[Outgoing], timeout: float) -> tuple[list[int], list[int]]:
-        """Publish all, wait for every confirm; return (acked, nacked) positions."""
-        self._acked, self._nacked = [], []
+    def send(self, messages: Iterable[Outgoing]) -> None:
+        """Publish without waiting for confirms."""
         for message in messages:
             self.channel.basic_publish(
                 amqp.Message(message.body, **message.properties),
@@ -97,8 +102,11 @@ class ConfirmingPublisher:
             )
             self._pending[self._next_tag] = message.position
             self._next_tag += 1
+
+    def wait(self, max_in_flight: int, timeout: float) -> tuple[list[int], list[int]]:
+        """Read confirms until at most `max_in_flight` remain; return (acked, nacked) positions since last time."""
         deadline = time.monotonic() + timeout
-        while self._pending:
+        while len(self._pending) > max_in_flight:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ConfirmTimeout(f"{len(self._pending)} messages unconfirmed after {timeout}s")
@@ -106,7 +114,14 @@ class ConfirmingPublisher:
                 self.connection.drain_events(timeout=remaining)
             except TimeoutError:
                 continue
-        return self._acked, self._nacked
+        settled = self._acked, self._nacked
+        self._acked, self._nacked = [], []
+        return settled
+
+    def publish(self, messages: Iterable[Outgoing], timeout: float) -> tuple[list[int], list[int]]:
+        """Publish all and wait for every confirm; return (acked, nacked) positions."""
+        self.send(messages)
+        return self.wait(0, timeout)
 
 
 class Relay:
@@ -119,6 +134,7 @@ class Relay:
         max_message_bytes: int | None = None,
         wake_address: str | None = None,
         confirm_timeout: float = 30.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
@@ -126,50 +142,100 @@ class Relay:
         self.max_message_bytes = max_message_bytes or settings.EVENTS_MAX_MESSAGE_BYTES
         self.wake_address = settings.EVENTS_RELAY_WAKE_ADDRESS if wake_address is None else wake_address
         self.confirm_timeout = confirm_timeout
+        # Longer than confirm_timeout: a live relay never loses a lease it is still waiting on.
+        self.lease = timedelta(seconds=max(lease_seconds, 0.0))
+        self.relay_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
 
     # -- hooks
     def on_confirmed(self, positions: list[int]) -> None:
         """Called after the broker confirmed `positions`, before they are marked published."""
 
-    # -- one batch
+    # -- batches
     def relay_batch(self, publisher: ConfirmingPublisher) -> int:
-        """Claim, publish and mark one batch. Returns the number of rows claimed."""
-        with transaction.atomic():
-            rows = self._claim()
-            if not rows:
-                return 0
-            outgoing: list[Outgoing] = []
-            for row in rows:
-                envelope = row.to_envelope()
-                body = envelope.to_json()
-                if len(body) > self.max_message_bytes:
-                    reason = f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
-                    logger.error("event %s not published: %s", row.event_id, reason)
-                    StoredEvent.objects.filter(position=row.position).update(rejected_reason=reason)
-                    continue
-                outgoing.append(Outgoing(row.position, row.routing_key, body, envelope.amqp_properties()))
-            acked, nacked = publisher.publish(outgoing, self.confirm_timeout)
-            if nacked:
-                logger.warning("broker refused %d events; they stay unpublished and are retried", len(nacked))
-            self.on_confirmed(acked)
-            StoredEvent.objects.filter(position__in=acked).update(published_at=datetime.now(UTC))
-        return len(rows)
+        """Claim one batch, publish it, wait for its confirms and mark it. Returns the rows claimed."""
+        claimed, _ = self._claim_and_send(publisher)
+        self._settle(publisher, 0)
+        return claimed
 
-    def _claim(self) -> list[StoredEvent]:
+    def pump(self, publisher: ConfirmingPublisher) -> int:
+        """Relay until the log is drained, one batch in flight while the next is claimed and sent."""
+        total = 0
+        while not self.stop_event.is_set():
+            claimed, sent = self._claim_and_send(publisher)
+            total += claimed
+            if claimed < self.batch_size:
+                break
+            self._settle(publisher, sent)  # everything before the batch just sent is confirmed and marked
+        self._settle(publisher, 0)
+        return total
+
+    def _settle(self, publisher: ConfirmingPublisher, max_in_flight: int) -> None:
+        acked, nacked = publisher.wait(max_in_flight, self.confirm_timeout)
+        if nacked:
+            logger.warning("broker refused %d events; they stay unpublished and are retried", len(nacked))
+            self._release(nacked)
+        if acked:
+            self.on_confirmed(acked)
+            StoredEvent.objects.filter(position__in=acked).update(published_at=datetime.now(UTC), claimed_until=None)
+
+    def _claim_and_send(self, publisher: ConfirmingPublisher) -> tuple[int, int]:
+        """Lease a batch and publish it without waiting; returns (rows claimed, messages sent)."""
+        rows = self._claim()
+        outgoing: list[Outgoing] = []
+        for row in rows:
+            envelope = envelope_of(row)
+            body = envelope.to_json()
+            if len(body) > self.max_message_bytes:
+                reason = f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+                logger.error("event %s not published: %s", row["event_id"], reason)
+                StoredEvent.objects.filter(position=row["position"]).update(rejected_reason=reason, claimed_until=None)
+                continue
+            outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, envelope.amqp_properties()))
+        publisher.send(outgoing)
+        return len(rows), len(outgoing)
+
+    def _claim(self) -> list[dict[str, Any]]:
+        """Lease the next unpublished rows to this relay, in a short transaction of their own."""
+        now = datetime.now(UTC)
         pending = StoredEvent.objects.filter(published_at__isnull=True, rejected_reason="")
-        rows = list(pending.select_for_update(skip_locked=True).order_by("position")[: self.batch_size])
-        subjects = {row.subject for row in rows if row.subject}
+        available = pending.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        with transaction.atomic():
+            rows = list(
+                available.select_for_update(skip_locked=True).order_by("position").values(*ENVELOPE_COLUMNS)[: self.batch_size]
+            )
+            rows = self._in_subject_order(rows, pending, now)
+            if rows:
+                StoredEvent.objects.filter(position__in=[row["position"] for row in rows]).update(
+                    claimed_by=self.relay_id, claimed_until=now + self.lease
+                )
+        return rows
+
+    def _in_subject_order(
+        self, rows: list[dict[str, Any]], pending: QuerySet[StoredEvent], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Drop rows whose subject has an earlier unpublished row that this relay is not sending."""
+        subjects = {row["subject"] for row in rows if row["subject"]}
         if not subjects:
             return rows
-        # Rows of a subject with an earlier unpublished row that another relay holds must wait.
-        blocked = dict(
-            pending.filter(subject__in=subjects, position__lt=rows[-1].position)
-            .exclude(position__in=[row.position for row in rows])
-            .values_list("subject")
-            .annotate(first=Min("position"))
+        mine = [row["position"] for row in rows]
+        # Earlier unpublished rows that are neither in this claim nor in flight on this relay.
+        others = (
+            pending.filter(position__lt=mine[-1])
+            .exclude(position__in=mine)
+            .exclude(claimed_by=self.relay_id, claimed_until__gte=now)
         )
-        return [row for row in rows if row.subject not in blocked or row.position < blocked[row.subject]]
+        if not others.exists():  # the usual case: no other relay holds anything earlier
+            return rows
+        blocked = dict(others.filter(subject__in=subjects).values_list("subject").annotate(first=Min("position")))
+        return [row for row in rows if row["subject"] not in blocked or row["position"] < blocked[row["subject"]]]
+
+    def _release(self, positions: Iterable[int] | None = None) -> None:
+        """Give leased, unpublished rows back (all of this relay's when `positions` is None)."""
+        rows = StoredEvent.objects.filter(claimed_by=self.relay_id, published_at__isnull=True)
+        if positions is not None:
+            rows = rows.filter(position__in=list(positions))
+        rows.update(claimed_by="", claimed_until=None)
 
     # -- the loop
     def run(self) -> None:
@@ -188,20 +254,28 @@ class Relay:
                         logger.info("relay connected to %s", connection.as_uri())
                         backoff = 0.5
                         while not self.stop_event.is_set():
-                            if self.relay_batch(publisher) < self.batch_size:
-                                self._wait(wake)
+                            self.pump(publisher)
+                            self._wait(wake)
                 except retryable as exc:
                     logger.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
                     close_old_connections()
+                    self._release_quietly()
                     self.stop_event.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
         finally:
+            self._release_quietly()
             if wake is not None:
                 wake.close()
             logger.info("relay stopped")
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _release_quietly(self) -> None:
+        try:
+            self._release()
+        except DatabaseError as exc:
+            logger.warning("could not give back leased events (they are freed when the lease ends): %s", exc)
 
     @staticmethod
     def _client_properties() -> dict[str, Any]:

@@ -147,8 +147,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events cost four extra broker messages per task; Flower switches them on in the workers
+# it watches, and CELERY_TASK_EVENTS=True switches them on from the start.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
+# Keep a worker's database connection across tasks (Celery closes it after each task otherwise);
+# Django still drops it when it is unusable or older than CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = 1000
 # Task queues (`default` and one per service, bound to the topic exchange `tasks`) are built
 # in events/topology.py with the rest of the broker names; see project/celery.py.
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -62,10 +62,11 @@ def test_a_relay_killed_between_confirm_and_mark_publishes_again(amqp: Connectio
     publish(Ping, {"text": "twice"}, version="1.0")
 
     with pytest.raises(SystemExit):
-        relay_all(CrashAfterConfirm(wake_address=""))
+        relay_all(CrashAfterConfirm(wake_address="", lease_seconds=0.5))
     assert StoredEvent.objects.get().published_at is None
+    assert relay_all() == 0  # still leased to the dead relay
 
-    relay_all()
+    wait_for(lambda: relay_all() == 1, timeout=10, message="the lease to run out and another relay to take over")
 
     ids = [json.loads(m.body)["eventId"] for m in _drain(amqp, "testsvc.events")]
     assert len(ids) == 2 and ids[0] == ids[1]  # at least once: the consumer deduplicates
