@@ -31,7 +31,7 @@ class StoredEvent(models.Model):
     correlation_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
     causation_id = models.CharField(max_length=100, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
-    published_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    published_at = models.DateTimeField(null=True, blank=True)
     rejected_reason = models.TextField(blank=True, default="")
     # The relay leases rows while their messages are in flight; an expired lease frees them again.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
