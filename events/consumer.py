@@ -195,12 +195,17 @@ class EventConsumerStep(bootsteps.StartStopStep):
 
     @staticmethod
     def _run(consumer: EventConsumer) -> None:
-        while not consumer.should_stop:
-            try:
-                consumer.run()
-            except Exception:
-                logger.exception("event consumer failed; restarting it in 1s")
-                time.sleep(1.0)
+        from django.db import connections
+
+        try:
+            while not consumer.should_stop:
+                try:
+                    consumer.run()
+                except Exception:
+                    logger.exception("event consumer failed; restarting it in 1s")
+                    time.sleep(1.0)
+        finally:
+            connections.close_all()
 
     def stop(self, parent: Any) -> None:
         if self.consumer is not None:

@@ -4,9 +4,10 @@ Guarantees:
 - A handler runs in one database transaction together with its inbox row (eventId, handler): a
   duplicate delivery finds the row and does nothing, and a failed run leaves no trace.
 - The task is acknowledged late and rejected if its worker dies, so a crash re-runs it.
-- Each event of a batch is handled, retried and dead-lettered on its own. A failed event is
-  re-sent after an exponential backoff with full jitter, through the broker (Celery's native
-  delayed delivery on quorum queues), capped below RabbitMQ's consumer_timeout.
+- The events of one task are committed together, each in a savepoint of its own: each is
+  handled, retried and dead-lettered on its own, and if the commit fails the task is redelivered.
+- A failed event is re-sent after an exponential backoff with full jitter, through the broker
+  (Celery's native delayed delivery on quorum queues), capped below RabbitMQ's consumer_timeout.
 - When its attempts are exhausted the event, the handler, the error and its traceback are stored
   as a `DeadLetter` and the message goes to `<service>.events.dlq`.
 """
@@ -16,12 +17,14 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from events import deadletters, subscriptions, tracing
 from events.envelope import Envelope
@@ -73,42 +76,47 @@ def dispatch(subscription: Subscription, items: list[dict[str, Any]], countdown:
     )
 
 
+@dataclass(frozen=True)
+class Failure:
+    envelope: Envelope
+    attempt: int
+    reason: str
+    traceback: str
+
+
 @shared_task(name="events.handle", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
     subscription = subscriptions.get(handler)
-    counts = {"handled": 0, "duplicates": 0, "retried": 0, "dead": 0}
-    for entry in items:
-        envelope = Envelope.from_dict(entry["event"], traceparent=entry.get("traceparent"))
-        attempt = int(entry.get("attempt", 1))
-        if subscription is None:
-            deadletters.record_handler_failure(
-                service=service,
-                handler=handler,
-                envelope=envelope,
-                reason=f"no handler named {handler!r} on this worker",
-                tb="",
-                attempts=attempt,
-            )
-            counts["dead"] += 1
-            continue
+    batch = [(Envelope.from_dict(e["event"], traceparent=e.get("traceparent")), int(e.get("attempt", 1))) for e in items]
+    counts: Counter[str] = Counter()
+    failures: list[Failure] = []
+    if subscription is None:
+        failures = [Failure(env, attempt, f"no handler named {handler!r} on this worker", "") for env, attempt in batch]
+    else:
         try:
-            ran = run_once(subscription, envelope)
-        except Exception as exc:
-            counts[_on_failure(subscription, envelope, attempt, exc)] += 1
-            continue
-        counts["handled" if ran else "duplicates"] += 1
-    return counts
+            # One commit for the batch, a savepoint per event: a failing event takes only its own
+            # effects back with it.
+            with transaction.atomic():
+                for envelope, attempt in batch:
+                    try:
+                        counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
+                    except Exception as exc:
+                        failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        except DatabaseError as exc:
+            # The commit failed, so nothing of the batch happened: let the broker deliver it again.
+            logger.exception("%s could not commit a batch of %d events", handler, len(batch))
+            raise Reject(f"batch not committed: {exc}", requeue=True) from None
+    for failure in failures:
+        counts[_on_failure(subscription, handler, service, failure)] += 1
+    return dict(counts)
 
 
-def _on_failure(subscription: Subscription, envelope: Envelope, attempt: int, exc: Exception) -> str:
+def _on_failure(subscription: Subscription | None, handler: str, service: str, failure: Failure) -> str:
     """Retry later or give up; either way the event stays somewhere durable. Returns the outcome."""
-    reason = f"{type(exc).__name__}: {exc}"
-    tb = traceback.format_exc()
-    if attempt < max_attempts(subscription):
+    envelope, attempt, reason = failure.envelope, failure.attempt, failure.reason
+    if subscription is not None and attempt < max_attempts(subscription):
         delay = backoff_seconds(attempt)
-        logger.warning(
-            "%s failed on %s (attempt %d), retrying in %.1fs: %s", subscription.name, envelope.event_id, attempt, delay, reason
-        )
+        logger.warning("%s failed on %s (attempt %d), retrying in %.1fs: %s", handler, envelope.event_id, attempt, delay, reason)
         try:
             dispatch(subscription, [item(envelope, attempt + 1)], countdown=delay)
             return "retried"
@@ -116,10 +124,15 @@ def _on_failure(subscription: Subscription, envelope: Envelope, attempt: int, ex
             logger.exception("could not schedule a retry of %s", envelope.event_id)
             reason = f"{reason} (retry could not be scheduled: {type(dispatch_exc).__name__}: {dispatch_exc})"
     else:
-        logger.error("%s gave up on %s after %d attempts: %s", subscription.name, envelope.event_id, attempt, reason)
+        logger.error("%s gave up on %s after %d attempts: %s", handler, envelope.event_id, attempt, reason)
     try:
         deadletters.record_handler_failure(
-            service=subscription.service, handler=subscription.name, envelope=envelope, reason=reason, tb=tb, attempts=attempt
+            service=subscription.service if subscription else service,
+            handler=handler,
+            envelope=envelope,
+            reason=reason,
+            tb=failure.traceback,
+            attempts=attempt,
         )
     except Exception:
         # Neither retry nor dead letter could be stored: hand the task back to the broker.

@@ -74,6 +74,19 @@ def test_a_handler_that_always_fails_ends_as_a_dead_letter_and_replays_after_a_f
     assert dead.status == DeadLetter.Status.REPLAYED and dead.replayed_at is not None
 
 
+def test_in_a_batch_a_failing_event_does_not_take_the_others_with_it(worker: object) -> None:
+    support.failures_left["bad"] = -1
+    subscription = subscriptions.get("tests.support.flaky_handler")
+    good, bad = (Envelope(event_type="Flaky", event_version="1.0", data={"key": k}, source="test") for k in ("good", "bad"))
+
+    handling.dispatch(subscription, [handling.item(bad), handling.item(good)])
+
+    wait_for(lambda: DeadLetter.objects.filter(event_id=bad.event_id).exists(), timeout=30)
+    assert Notification.objects.filter(kind="flaky", body="good").count() == 1
+    assert InboxEntry.objects.filter(event_id=good.event_id).exists()
+    assert not InboxEntry.objects.filter(event_id=bad.event_id).exists()
+
+
 @pytest.mark.django_db
 def test_a_dead_letter_without_a_handler_cannot_be_replayed() -> None:
     dead = DeadLetter.objects.create(stage=DeadLetter.Stage.CONSUMER, service="testsvc", reason="body is not valid JSON")
