@@ -534,8 +534,11 @@ def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> None:
     a, b, c, d, lat = (results["figures"].get(k) for k in ("a", "b", "c", "d", "latency"))
 
-    def rate(fig: dict[str, Any] | None) -> str:
-        return f"{fig['rate']:,.0f} {fig['unit']}" if fig else "failed"
+    def missing(phase: str) -> str:
+        return "failed" if phase in PHASES else "not run"
+
+    def rate(fig: dict[str, Any] | None, phase: str) -> str:
+        return f"{fig['rate']:,.0f} {fig['unit']}" if fig else missing(phase)
 
     def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None) -> float | None:
         return x["rate"] / y["rate"] if x and y else None
@@ -543,19 +546,19 @@ def report(results: dict[str, Any]) -> None:
     rb, rd = ratio(b, a), ratio(d, c)
     yes = {True: "yes", False: "no", None: "n/a"}
     rows = [
-        ("(a) kombu publish, no confirms", rate(a), "baseline", "", "", ""),
+        ("(a) kombu publish, no confirms", rate(a, "a"), "baseline", "", "", ""),
         (
             "(b) relay publish, confirms",
-            rate(b),
+            rate(b, "b"),
             f"{rb:.2f} x (a)" if rb else "",
             "",
             ">= 0.80 x (a)",
             yes[None if rb is None else rb >= 0.8],
         ),
-        ("(c) celery .delay -> done", rate(c), "baseline", "", "", ""),
+        ("(c) celery .delay -> done", rate(c, "c"), "baseline", "", "", ""),
         (
             "(d) bus end to end",
-            rate(d),
+            rate(d, "d"),
             f"{rd:.2f} x (c)" if rd else "",
             "",
             ">= 1.00 x (c)",
@@ -565,7 +568,7 @@ def report(results: dict[str, Any]) -> None:
             "(d) commit -> handler latency",
             "",
             "",
-            f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms" if lat else "failed",
+            f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms" if lat else missing("d"),
             "p50 < 50 ms",
             yes[None if lat is None else lat["p50_ms"] < 50],
         ),
