@@ -3,11 +3,13 @@
 Guarantees:
 - A handler runs in one database transaction together with its inbox row (eventId, handler): a
   duplicate delivery finds the row and does nothing, and a failed run leaves no trace.
-- The task is acknowledged late and rejected if its worker dies, so a crash re-runs it.
-- The events of one task are committed together, each in a savepoint of its own: each is
-  handled, retried and dead-lettered on its own, and if the commit fails the task is redelivered.
-- A failed event is re-sent after an exponential backoff with full jitter, through the broker
-  (Celery's native delayed delivery on quorum queues), capped below RabbitMQ's consumer_timeout.
+- The events of one task commit together, each in a savepoint of its own, so each is handled,
+  retried and dead-lettered on its own. If the batch cannot commit (the database went away) or
+  the task runs out of time, the batch is sent again and nothing of it counts as an attempt; a
+  task that spent a quarter of its soft time limit hands its remaining events on to a new task.
+- The task is acknowledged late, requeued if its worker dies or it hits its hard time limit.
+- A failed event is sent again after an exponential backoff with jitter, through the broker
+  (Celery's native delayed delivery on quorum queues), so no worker holds it meanwhile.
 - When its attempts are exhausted the event, the handler, the error and its traceback are stored
   as a `DeadLetter` and the message goes to `<service>.events.dlq`.
 """
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.transaction import TransactionManagementError
 
 from events import deadletters, subscriptions, tracing
 from events.envelope import Envelope
@@ -35,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Full-jitter exponential backoff after the `attempt`-th failure (1-based)."""
+    """Exponential backoff after the `attempt`-th failure (1-based), jittered over its upper half."""
     ceiling = min(settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS, settings.EVENTS_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
@@ -64,16 +68,15 @@ def item(envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
 
 
 def dispatch(subscription: Subscription, items: list[dict[str, Any]], countdown: float | None = None) -> None:
+    _send(subscription.name, subscription.service, items, countdown)
+
+
+def _send(handler: str, service: str, items: list[dict[str, Any]], countdown: float | None = None) -> None:
     from events.topology import task_queue
 
     if countdown is not None:
         countdown = max(1, round(countdown))  # the broker's delayed delivery counts whole seconds
-    handle_events.apply_async(
-        args=(subscription.name, items),
-        kwargs={"service": subscription.service},
-        queue=task_queue(subscription.service),
-        countdown=countdown,
-    )
+    handle_events.apply_async(args=(handler, items), kwargs={"service": service}, queue=task_queue(service), countdown=countdown)
 
 
 @dataclass(frozen=True)
@@ -84,31 +87,81 @@ class Failure:
     traceback: str
 
 
-@shared_task(name="events.handle", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+class BatchAborted(Exception):
+    """The batch's transaction cannot commit (the database went away): nothing of it happened."""
+
+
+# Errors of the database connection itself, not of a handler: they abort the whole batch, which is
+# delivered again later with its attempts unchanged.
+CONNECTION_ERRORS = (OperationalError, InterfaceError, TransactionManagementError)
+
+
+def time_budget() -> float:
+    """Seconds a task spends on its batch before it hands the rest on: well inside its time limits."""
+    return settings.CELERY_TASK_SOFT_TIME_LIMIT / 4
+
+
+@shared_task(
+    name="events.handle",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    acks_on_timeout=False,  # killed at its hard time limit: the broker delivers it again
+    ignore_result=True,
+)
 def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
     subscription = subscriptions.get(handler)
     batch = [(Envelope.from_dict(e["event"], traceparent=e.get("traceparent")), int(e.get("attempt", 1))) for e in items]
     counts: Counter[str] = Counter()
     failures: list[Failure] = []
+    rest: list[dict[str, Any]] = []
     if subscription is None:
         failures = [Failure(env, attempt, f"no handler named {handler!r} on this worker", "") for env, attempt in batch]
     else:
         try:
-            # One commit for the batch, a savepoint per event: a failing event takes only its own
-            # effects back with it.
-            with transaction.atomic():
-                for envelope, attempt in batch:
-                    try:
-                        counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
-                    except Exception as exc:
-                        failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        except DatabaseError as exc:
-            # The commit failed, so nothing of the batch happened: let the broker deliver it again.
-            logger.exception("%s could not commit a batch of %d events", handler, len(batch))
-            raise Reject(f"batch not committed: {exc}", requeue=True) from None
+            counts, failures, rest = _handle_batch(subscription, batch, items)
+        except (BatchAborted, SoftTimeLimitExceeded, *CONNECTION_ERRORS) as exc:
+            logger.warning(
+                "%s: batch of %d events not committed (%s: %s); delivering it again", handler, len(batch), type(exc).__name__, exc
+            )
+            _redeliver(handler, items, service, countdown=backoff_seconds(1))
+            return {"redelivered": len(items)}
+    if rest:
+        _redeliver(handler, rest, service)
+        counts["handed on"] += len(rest)
     for failure in failures:
         counts[_on_failure(subscription, handler, service, failure)] += 1
     return dict(counts)
+
+
+def _handle_batch(
+    subscription: Subscription, batch: list[tuple[Envelope, int]], items: list[dict[str, Any]]
+) -> tuple[Counter[str], list[Failure], list[dict[str, Any]]]:
+    """Run the batch in one transaction, a savepoint per event; stop early when the time budget is spent."""
+    counts: Counter[str] = Counter()
+    failures: list[Failure] = []
+    deadline = time.monotonic() + time_budget()
+    with transaction.atomic():
+        for index, (envelope, attempt) in enumerate(batch):
+            if index and time.monotonic() > deadline:
+                return counts, failures, items[index:]
+            try:
+                counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
+            except (SoftTimeLimitExceeded, *CONNECTION_ERRORS):
+                raise
+            except Exception as exc:
+                failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            if transaction.get_rollback():
+                raise BatchAborted("the transaction was marked for rollback")
+    return counts, failures, []
+
+
+def _redeliver(handler: str, items: list[dict[str, Any]], service: str, countdown: float | None = None) -> None:
+    """Send (part of) a batch again as a new task; if even that fails, give the task back to the broker."""
+    try:
+        _send(handler, service, items, countdown)
+    except Exception as exc:
+        logger.exception("could not send %d events of %s again; requeueing the task", len(items), handler)
+        raise Reject(f"could not redeliver: {exc}", requeue=True) from None
 
 
 def _on_failure(subscription: Subscription | None, handler: str, service: str, failure: Failure) -> str:

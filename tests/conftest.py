@@ -115,6 +115,7 @@ def worker(purge: None, settings: Any) -> Iterator[Any]:
     settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS = 0.2
     settings.EVENTS_CONSUMER_BATCH_WINDOW_MS = 5
     support.failures_left.clear()
+    support.outages_left.clear()
     support.calls.clear()
     # The solo pool acks between 2-second polls; a deeper prefetch keeps tasks flowing meanwhile.
     app.conf.worker_prefetch_multiplier = 50
@@ -185,3 +186,18 @@ def processes(tmp_path: Path) -> Iterator[Any]:
     for process in started:
         process.stop()
         sys.stdout.write(f"\n----- {process.name} log -----\n{process.output()[-4000:]}\n")
+
+
+@pytest.fixture
+def finished_tasks() -> Iterator[list[str]]:
+    """Names of the tasks the in-process worker has finished, in order."""
+    from celery.signals import task_postrun
+
+    done: list[str] = []
+
+    def record(sender: Any = None, **kwargs: Any) -> None:
+        done.append(sender.name)
+
+    task_postrun.connect(record, weak=False)
+    yield done
+    task_postrun.disconnect(record)

@@ -117,3 +117,25 @@ Tick = event_type("tests", "Tick", versions={"1.0": TickV1})
 @subscribe(Tick, version="1.0", service="testsvc", max_age=timedelta(minutes=5))
 def tick_handler(event: Event[TickV1]) -> None:
     record("tick", event, str(event.data.n))
+
+
+class SlowV1(EventSchema):
+    key: str
+    seconds: float = 0.0
+
+
+Slow = event_type("tests", "Slow", versions={"1.0": SlowV1})
+# Keys whose handler raises a database connection error this many more times.
+outages_left: Counter[str] = Counter()
+
+
+@subscribe(Slow, version="1.0", service="testsvc")
+def slow_handler(event: Event[SlowV1]) -> None:
+    from django.db import OperationalError
+
+    calls[event.data.key] += 1
+    if outages_left[event.data.key] > 0:
+        outages_left[event.data.key] -= 1
+        raise OperationalError("server closed the connection unexpectedly")
+    time.sleep(event.data.seconds)
+    record("slow", event, event.data.key)

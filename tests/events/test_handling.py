@@ -12,33 +12,28 @@ from tests.support import Flaky, Ping, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_duplicate_delivery_has_one_effect(worker: object) -> None:
+def test_a_duplicate_delivery_has_one_effect(worker: object, finished_tasks: list[str]) -> None:
     envelope = Envelope(event_type="Ping", event_version="1.0", data={"text": "once"}, source="test")
     subscription = subscriptions.get("tests.support.ping_v1_handler")
 
     handling.dispatch(subscription, [handling.item(envelope)])
     handling.dispatch(subscription, [handling.item(envelope), handling.item(envelope)])
 
-    wait_for(lambda: InboxEntry.objects.filter(event_id=envelope.event_id).exists())
-    wait_for(lambda: not _busy(worker), message="the worker to go idle")
+    wait_for(lambda: finished_tasks.count("events.handle") == 2, message="both deliveries to be handled")
     assert Notification.objects.filter(kind="ping-v1", body="once").count() == 1
+    assert InboxEntry.objects.filter(event_id=envelope.event_id).count() == 1
 
 
-def _busy(worker: object) -> bool:
-    from celery.worker import state
-
-    return bool(state.active_requests or state.reserved_requests)
-
-
-def test_the_same_event_published_twice_is_handled_once(worker: object) -> None:
+def test_the_same_event_published_twice_is_handled_once(worker: object, finished_tasks: list[str]) -> None:
     stored = publish(Ping, {"text": "republished"}, version="1.0")
     relay_all()
+    wait_for(lambda: finished_tasks.count("events.handle") == 2)  # the v1 and the v2 handler
     type(stored).objects.filter(pk=stored.pk).update(published_at=None)  # as after a relay crash
     relay_all()
 
-    wait_for(lambda: InboxEntry.objects.filter(event_id=str(stored.event_id)).count() == 2)  # v1 and v2 handlers
-    wait_for(lambda: not _busy(worker))
+    wait_for(lambda: finished_tasks.count("events.handle") == 4, message="the republished event to be handled")
     assert Notification.objects.filter(body__startswith="republished").count() == 2
+    assert InboxEntry.objects.filter(event_id=str(stored.event_id)).count() == 2
 
 
 def test_a_handler_that_fails_twice_then_succeeds_runs_its_effect_once(worker: object) -> None:
@@ -85,6 +80,35 @@ def test_in_a_batch_a_failing_event_does_not_take_the_others_with_it(worker: obj
     assert Notification.objects.filter(kind="flaky", body="good").count() == 1
     assert InboxEntry.objects.filter(event_id=good.event_id).exists()
     assert not InboxEntry.objects.filter(event_id=bad.event_id).exists()
+
+
+def test_a_batch_hit_by_a_database_outage_is_delivered_again_without_losing_or_doubling_anything(worker: object) -> None:
+    support.outages_left["b"] = 1
+    subscription = subscriptions.get("tests.support.slow_handler")
+    events = [Envelope(event_type="Slow", event_version="1.0", data={"key": k}, source="test") for k in "abc"]
+
+    handling.dispatch(subscription, [handling.item(e) for e in events])
+
+    wait_for(lambda: Notification.objects.filter(kind="slow").count() == 3, timeout=30)
+    assert sorted(Notification.objects.filter(kind="slow").values_list("body", flat=True)) == ["a", "b", "c"]
+    assert support.calls["a"] == 2  # its first run was rolled back with the batch
+    assert not DeadLetter.objects.exists()
+
+
+def test_a_batch_that_outlasts_its_time_budget_hands_the_rest_on(
+    worker: object, settings: object, finished_tasks: list[str]
+) -> None:
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0.4  # a budget of 0.1 s per task
+    subscription = subscriptions.get("tests.support.slow_handler")
+    events = [
+        Envelope(event_type="Slow", event_version="1.0", data={"key": f"s{n}", "seconds": 0.06}, source="t") for n in range(6)
+    ]
+
+    handling.dispatch(subscription, [handling.item(e) for e in events])
+
+    wait_for(lambda: Notification.objects.filter(kind="slow").count() == 6, timeout=30)
+    assert finished_tasks.count("events.handle") >= 3
+    assert all(support.calls[f"s{n}"] == 1 for n in range(6))
 
 
 @pytest.mark.django_db
