@@ -20,6 +20,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.CELERY_BROKER_URL = url
     settings.SERVICES = [*settings.SERVICES, TEST_SERVICE]
     settings.EVENTS_RELAY_WAKE_ADDRESS = ""  # in-process relays are driven by the tests
+    # Workers run in threads of this process: connections closed after each task, so that the test
+    # database can be dropped at the end.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
     from project.celery import app
 

@@ -1,9 +1,9 @@
 """The consumer step: inside a Celery worker, turns `<service>.events` messages into handler tasks.
 
-For each service on the worker's `-Q`, it consumes `<service>.events` on a connection and thread
-of its own. For each message it reads the envelope (this project's, or a CloudEvent), converts it
-to the version each of the service's handlers declared, and queues `events.handle` tasks on the
-service's task queue; only then does it ack the message.
+On a connection and thread of its own it consumes `<service>.events` for each service on the
+worker's `-Q` (one consumer per queue, on one channel). For each message it reads the envelope
+(this project's, or a CloudEvent), converts it to the version each of the service's handlers
+declared, and queues `events.handle` tasks on the service's task queue; only then does it ack.
 
 Guarantees:
 - A message is acked only after the tasks made from it were confirmed by the broker, so a crash
@@ -11,9 +11,10 @@ Guarantees:
 - Events for one handler travel together in one task, flushed when `EVENTS_CONSUMER_BATCH_SIZE`
   are waiting or `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox
   row, retry and dead letter.
-- A message that cannot be read, is of an unknown type or version, or does not match its schema
-  is stored as a `DeadLetter` with the reason and rejected to `<service>.events.dlq`; a handler
-  that cannot get the version it wants gets a dead letter of its own. The consumer goes on.
+- A message that cannot be read, is of an unknown type or version, does not match its schema or
+  has no handler in this service's code is stored as a `DeadLetter` with the reason and rejected
+  to `<service>.events.dlq`; a handler that cannot get the version it wants gets a dead letter of
+  its own. The consumer goes on. Such dead letters can be replayed once the code is fixed.
 - Nothing but JSON is ever deserialized.
 """
 
@@ -26,10 +27,14 @@ from collections import defaultdict
 from typing import Any
 
 from celery import bootsteps
+from django.db import close_old_connections
 from kombu import Connection, Consumer, Message
 from kombu.mixins import ConsumerMixin
 
 logger = logging.getLogger(__name__)
+
+# A batch is flushed before its events add up to this much, keeping each task message small.
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class EventConsumer(ConsumerMixin):
@@ -41,6 +46,7 @@ class EventConsumer(ConsumerMixin):
         self.prefetch = prefetch
         self._batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._unacked: list[Message] = []
+        self._buffered_bytes = 0
         self._first_buffered_at: float | None = None
 
     # -- kombu.mixins.ConsumerMixin
@@ -63,6 +69,7 @@ class EventConsumer(ConsumerMixin):
         # Unacked messages of a lost channel are redelivered: forget them.
         self._batches.clear()
         self._unacked.clear()
+        self._buffered_bytes = 0
         self._first_buffered_at = None
 
     def consume(self, limit: int | None = None, timeout: float | None = None, safety_interval: float = 1, **kwargs: Any):  # noqa: ANN201
@@ -87,8 +94,14 @@ class EventConsumer(ConsumerMixin):
             # Not the message's fault as far as we know (database down?): back off and let the
             # broker redeliver it; a quorum queue dead-letters it after DELIVERY_LIMIT attempts.
             logger.exception("could not process a message on %s.events; requeueing it", service)
+            close_old_connections()
             time.sleep(1.0)
             message.reject(requeue=True)
+            return
+        # Outside the try: if the tasks cannot be sent, the consumer restarts and every unacked
+        # message is delivered again.
+        if len(self._unacked) >= self.batch_size or self._buffered_bytes >= MAX_BATCH_BYTES:
+            self.flush()
 
     def _on_message(self, service: str, message: Message) -> None:
         from events import deadletters, registry, subscriptions
@@ -105,7 +118,12 @@ class EventConsumer(ConsumerMixin):
         except EventError as exc:
             self._dead_letter(service, message, body, str(exc), routing_key)
             return
-        for subscription in subscriptions.matching([service], event_type):
+        matching = subscriptions.matching([service], event_type)
+        if not matching:
+            reason = f"{service} has no handler for {event_type.routing_key} (a binding newer than this worker's code?)"
+            self._dead_letter(service, message, body, reason, routing_key)
+            return
+        for subscription in matching:
             try:
                 data = event_type.convert(envelope.data, envelope.event_version, subscription.version)
             except EventError as exc:
@@ -128,10 +146,9 @@ class EventConsumer(ConsumerMixin):
 
             self._batches[subscription.name].append(item(envelope.with_data(data, subscription.version)))
         self._unacked.append(message)
+        self._buffered_bytes += len(body)
         if self._first_buffered_at is None:
             self._first_buffered_at = time.monotonic()
-        if len(self._unacked) >= self.batch_size:
-            self.flush()
 
     def _dead_letter(self, service: str, message: Message, body: bytes, reason: str, routing_key: str) -> None:
         from events import deadletters
@@ -158,6 +175,7 @@ class EventConsumer(ConsumerMixin):
             self._unacked[-1].ack(multiple=True)
         self._batches.clear()
         self._unacked.clear()
+        self._buffered_bytes = 0
         self._first_buffered_at = None
 
 

@@ -1,10 +1,13 @@
 """The dead-letter store: events that could not be handled, with why; and replaying them.
 
-Consumer-stage dead letters (unreadable, unknown type or version, unconvertible) keep the raw
-message; the broker moves the message itself to `<service>.events.dlq`. Handler-stage dead
-letters (retries exhausted) keep the event as the handler received it, and a copy of it is
-published to `<service>.events.dlq` too. A handler-stage dead letter can be replayed: it is
-handed to that one handler again, with fresh attempts.
+Consumer-stage dead letters (unreadable, unknown type or version, no handler, unconvertible) keep
+the raw message; the broker moves the message itself to `<service>.events.dlq`. Handler-stage
+dead letters (retries exhausted) keep the event as the handler received it, and a copy of it is
+published to `<service>.events.dlq` too.
+
+Replay, once the cause is fixed: a dead letter that names a handler is handed to that one handler
+again, with fresh attempts; any other is put back on `<service>.events` as it came, for the
+consumer to read again with the code it runs now.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ from events.models import DeadLetter
 logger = logging.getLogger(__name__)
 
 
+BASE64 = "base64:"
+# Publishing from here waits out a short broker hiccup, not an outage.
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
+
 def _printable(body: bytes) -> str:
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(body).decode()
+        return BASE64 + base64.b64encode(body).decode()
+    return BASE64 + base64.b64encode(body).decode() if text.startswith(BASE64) else text
+
+
+def _raw(text: str) -> bytes:
+    return base64.b64decode(text[len(BASE64) :]) if text.startswith(BASE64) else text.encode()
 
 
 def _jsonable_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,6 +119,7 @@ def _publish_to_dlq(service: str, envelope: Envelope, reason: str, handler: str)
             headers=headers,
             content_encoding="utf-8",
             retry=True,
+            retry_policy=RETRY_POLICY,
             **properties,
         )
 
@@ -115,21 +129,42 @@ class NotReplayable(Exception):
 
 
 def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
-    """Hand the event of `dead_letter` to its handler again, with fresh attempts."""
+    """Deliver the event of `dead_letter` again (see the module docstring); then mark it replayed."""
     from events import handling, subscriptions
 
-    if not dead_letter.handler or dead_letter.envelope is None:
-        raise NotReplayable("this dead letter names no handler and event: fix the producer and publish again")
-    subscription = subscriptions.get(dead_letter.handler)
-    if subscription is None:
-        raise NotReplayable(f"no handler named {dead_letter.handler!r} is registered")
-    envelope = Envelope.from_dict(dead_letter.envelope, traceparent=dead_letter.traceparent or None)
-    if dead_letter.stage == DeadLetter.Stage.CONSUMER:
-        # Not converted yet (e.g. a converter was missing): convert now, or fail with the reason.
-        envelope = envelope.with_data(
-            subscription.event_type.convert(envelope.data, envelope.event_version, subscription.version),
-            subscription.version,
-        )
+    if dead_letter.handler and dead_letter.envelope is not None:
+        subscription = subscriptions.get(dead_letter.handler)
+        if subscription is None:
+            raise NotReplayable(f"no handler named {dead_letter.handler!r} is registered")
+        envelope = Envelope.from_dict(dead_letter.envelope, traceparent=dead_letter.traceparent or None)
+        if dead_letter.stage == DeadLetter.Stage.CONSUMER:
+            # Not converted yet (e.g. a converter was missing): convert now, or fail with the reason.
+            envelope = envelope.with_data(
+                subscription.event_type.convert(envelope.data, envelope.event_version, subscription.version),
+                subscription.version,
+            )
+        handling.dispatch(subscription, [handling.item(envelope)])
+    elif dead_letter.stage == DeadLetter.Stage.CONSUMER and dead_letter.raw_body:
+        _republish_raw(dead_letter)
+    else:
+        raise NotReplayable("this dead letter keeps neither a handler's event nor the message it came as")
     # Sent first, marked second: a crash in between replays twice, which the inbox absorbs.
-    handling.dispatch(subscription, [handling.item(envelope)])
     DeadLetter.objects.filter(pk=dead_letter.pk).update(status=DeadLetter.Status.REPLAYED, replayed_at=datetime.now(UTC))
+
+
+def _republish_raw(dead_letter: DeadLetter) -> None:
+    from project.celery import app
+
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            _raw(dead_letter.raw_body),
+            exchange="",
+            routing_key=topology.event_queue_name(dead_letter.service),
+            content_type=dead_letter.content_type or "application/json",  # what the consumer assumed
+            content_encoding="binary",
+            headers=dead_letter.headers,
+            delivery_mode=2,
+            serializer=None,
+            retry=True,
+            retry_policy=RETRY_POLICY,
+        )

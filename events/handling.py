@@ -27,7 +27,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.transaction import TransactionManagementError
 
 from events import deadletters, subscriptions, tracing
@@ -109,6 +109,15 @@ def time_budget() -> float:
     ignore_result=True,
 )
 def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
+    # As around a request: a broken or expired connection is replaced, a healthy one reused.
+    close_old_connections()
+    try:
+        return _handle_events(handler, items, service)
+    finally:
+        close_old_connections()
+
+
+def _handle_events(handler: str, items: list[dict[str, Any]], service: str) -> dict[str, int]:
     subscription = subscriptions.get(handler)
     batch = [(Envelope.from_dict(e["event"], traceparent=e.get("traceparent")), int(e.get("attempt", 1))) for e in items]
     counts: Counter[str] = Counter()

@@ -72,6 +72,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # Tests start worker and relay subprocesses, so the test database must be a file too.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "db" / "test.sqlite3")}
+# Persistent connections, checked before reuse (see also CELERY_DB_REUSE_MAX).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -151,9 +154,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # it watches, and CELERY_TASK_EVENTS=True switches them on from the start.
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=False)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
-# Keep a worker's database connection across tasks (Celery closes it after each task otherwise);
-# Django still drops it when it is unusable or older than CONN_MAX_AGE.
+# Celery would close a worker's database connection after every task; handler tasks instead drop
+# it, like a request does, when it is broken or older than CONN_MAX_AGE (events/handling.py).
 CELERY_DB_REUSE_MAX = 1000
+
 # Task queues (`default` and one per service, bound to the topic exchange `tasks`) are built
 # in events/topology.py with the rest of the broker names; see project/celery.py.
 CELERY_TASK_DEFAULT_QUEUE = "default"

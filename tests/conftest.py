@@ -119,9 +119,6 @@ def worker(purge: None, settings: Any) -> Iterator[Any]:
     support.calls.clear()
     # The solo pool acks between 2-second polls; a deeper prefetch keeps tasks flowing meanwhile.
     app.conf.worker_prefetch_multiplier = 50
-    # The worker runs in a thread of this process: let it close its database connection after each
-    # task, so that the test database can be dropped at the end.
-    app.conf.CELERY_DB_REUSE_MAX = None
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=["testsvc"], loglevel="WARNING", shutdown_timeout=20
     ) as w:
@@ -130,7 +127,6 @@ def worker(purge: None, settings: Any) -> Iterator[Any]:
         worker_state.should_terminate = 0
         app.control.ping(destination=[w.hostname], timeout=0.2)
     app.conf.worker_prefetch_multiplier = 1
-    app.conf.CELERY_DB_REUSE_MAX = settings.CELERY_DB_REUSE_MAX
     connections.close_all()
 
 

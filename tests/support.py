@@ -139,3 +139,11 @@ def slow_handler(event: Event[SlowV1]) -> None:
         raise OperationalError("server closed the connection unexpectedly")
     time.sleep(event.data.seconds)
     record("slow", event, event.data.key)
+
+
+class OrphanV1(EventSchema):
+    note: str
+
+
+# Declared, but no handler of the test service subscribes to it.
+Orphan = event_type("tests", "Orphan", versions={"1.0": OrphanV1})

@@ -52,6 +52,6 @@ def test_replaying_an_unreplayable_dead_letter_says_why(admin_client: Client) ->
         follow=True,
     )
 
-    assert "not replayed: this dead letter names no handler" in response.content.decode()
+    assert "not replayed: this dead letter keeps neither a handler" in response.content.decode()
     dead.refresh_from_db()
     assert dead.status == DeadLetter.Status.OPEN

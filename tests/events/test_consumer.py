@@ -6,7 +6,7 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.v1.event import CloudEvent
 from kombu import Connection
 
-from events import publish
+from events import Event, publish, subscribe
 from events.envelope import Envelope
 from events.models import DeadLetter
 from notifications.models import Notification
@@ -117,3 +117,32 @@ def test_a_handler_with_a_maximum_age_skips_older_events(worker: object, amqp: C
     wait_for(lambda: _handled("tick", "2"))
     assert not _handled("tick", "1")
     assert not DeadLetter.objects.exists()
+
+
+def test_an_event_no_handler_here_wants_is_a_dead_letter_and_replays_once_a_handler_exists(
+    worker: object, amqp: Connection
+) -> None:
+    from events import subscriptions
+    from events.deadletters import dead_letter_replay
+    from tests.support import Orphan, record
+
+    amqp.default_channel.queue_bind("testsvc.events", "events", routing_key="tests.Orphan")  # a binding from newer code
+    orphan = Envelope(event_type="Orphan", event_version="1.0", data={"note": "adopt me"}, source="t")
+    raw_publish(amqp, orphan.to_json(), "tests.Orphan")
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(service="testsvc").first())
+    assert dead.reason == "testsvc has no handler for tests.Orphan (a binding newer than this worker's code?)"
+    assert wait_for(lambda: basic_get(amqp, "testsvc.events.dlq"), timeout=5).body == orphan.to_json()
+
+    @subscribe(Orphan, version="1.0", service="testsvc")
+    def adopt(event: Event) -> None:
+        record("adopted", event, event.data.note)
+
+    try:
+        dead_letter_replay(dead_letter=dead)
+        wait_for(lambda: _handled("adopted", "adopt me"))
+    finally:
+        subscriptions.unregister(f"{adopt.__module__}.{adopt.__qualname__}")
+        amqp.default_channel.queue_unbind("testsvc.events", "events", routing_key="tests.Orphan")
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.REPLAYED
