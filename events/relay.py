@@ -142,7 +142,8 @@ class Relay:
         self.max_message_bytes = max_message_bytes or settings.EVENTS_MAX_MESSAGE_BYTES
         self.wake_address = settings.EVENTS_RELAY_WAKE_ADDRESS if wake_address is None else wake_address
         self.confirm_timeout = confirm_timeout
-        # Longer than confirm_timeout: a live relay never loses a lease it is still waiting on.
+        # Well beyond a batch's claim and confirm time; should a slow relay still lose a lease, the
+        # event is published twice, which consumers absorb.
         self.lease = timedelta(seconds=max(lease_seconds, 0.0))
         self.relay_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()

@@ -12,11 +12,14 @@ once a queue exists on a broker (RabbitMQ refuses a redeclaration with other arg
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from kombu import Connection, Exchange, Queue, binding
+
+logger = logging.getLogger(__name__)
 
 EVENTS = "events"
 UNROUTED = "events.unrouted"
@@ -119,6 +122,18 @@ def declare(connection: Connection | Any, services: Iterable[str] | None = None)
     for queue in queues:
         queue(channel).declare()
     return queues
+
+
+def declare_quietly(services: Iterable[str] | None = None) -> bool:
+    """Declare everything on the configured broker; log instead of raising if it is unreachable."""
+    try:
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1)
+            declare(connection, services)
+    except Exception as exc:
+        logger.warning("could not declare the broker topology now (%s); it is declared again on connect", exc)
+        return False
+    return True
 
 
 def describe(services: Iterable[str] | None = None) -> str:

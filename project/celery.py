@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -20,3 +21,11 @@ def _configure_bus(sender: Celery, **kwargs: object) -> None:
 
 # The event consumer runs inside every worker, for the services named on its -Q.
 app.steps["consumer"].add("events.consumer:EventConsumerStep")
+
+
+@worker_init.connect
+def _declare_topology(**kwargs: object) -> None:
+    # Before the worker's own start-up binds its queues for delayed delivery, so they must exist.
+    from events import topology
+
+    topology.declare_quietly()

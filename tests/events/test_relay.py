@@ -62,7 +62,7 @@ def test_a_relay_killed_between_confirm_and_mark_publishes_again(amqp: Connectio
     publish(Ping, {"text": "twice"}, version="1.0")
 
     with pytest.raises(SystemExit):
-        relay_all(CrashAfterConfirm(wake_address="", lease_seconds=0.5))
+        relay_all(CrashAfterConfirm(wake_address="", lease_seconds=2))
     assert StoredEvent.objects.get().published_at is None
     assert relay_all() == 0  # still leased to the dead relay
 
