@@ -27,8 +27,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, transaction
-from django.db.transaction import TransactionManagementError
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from events import deadletters, subscriptions, tracing
 from events.envelope import Envelope
@@ -59,6 +58,8 @@ def run_once(subscription: Subscription, envelope: Envelope) -> bool:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
         with tracing.handling(envelope):
             subscription(Event(envelope=envelope, data=data))
+        if transaction.get_rollback():
+            raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
     return True
 
 
@@ -88,17 +89,22 @@ class Failure:
 
 
 class BatchAborted(Exception):
-    """The batch's transaction cannot commit (the database went away): nothing of it happened."""
-
-
-# Errors of the database connection itself, not of a handler: they abort the whole batch, which is
-# delivered again later with its attempts unchanged.
-CONNECTION_ERRORS = (OperationalError, InterfaceError, TransactionManagementError)
+    """The batch's transaction was marked for rollback: nothing of it can commit."""
 
 
 def time_budget() -> float:
-    """Seconds a task spends on its batch before it hands the rest on: well inside its time limits."""
-    return settings.CELERY_TASK_SOFT_TIME_LIMIT / 4
+    """Seconds a task spends on its batch before it hands the rest on (its transaction stays short)."""
+    return min(settings.CELERY_TASK_SOFT_TIME_LIMIT / 4, settings.EVENTS_HANDLER_BATCH_SECONDS)
+
+
+def database_down(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection is gone, rather than a handler's mistake."""
+    if not isinstance(exc, (OperationalError, InterfaceError, BatchAborted)):
+        return False
+    try:
+        return connection.connection is None or not connection.is_usable()
+    except Exception:
+        return True
 
 
 @shared_task(
@@ -113,6 +119,9 @@ def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unk
     close_old_connections()
     try:
         return _handle_events(handler, items, service)
+    except SoftTimeLimitExceeded:
+        # Out of time after the commit: run the task again; what was committed is deduplicated.
+        raise Reject("soft time limit after the commit", requeue=True) from None
     finally:
         close_old_connections()
 
@@ -128,12 +137,22 @@ def _handle_events(handler: str, items: list[dict[str, Any]], service: str) -> d
     else:
         try:
             counts, failures, rest = _handle_batch(subscription, batch, items)
-        except (BatchAborted, SoftTimeLimitExceeded, *CONNECTION_ERRORS) as exc:
-            logger.warning(
-                "%s: batch of %d events not committed (%s: %s); delivering it again", handler, len(batch), type(exc).__name__, exc
-            )
-            _redeliver(handler, items, service, countdown=backoff_seconds(1))
-            return {"redelivered": len(items)}
+        except Exception as exc:
+            # Nothing of the batch was committed.
+            if database_down(exc):
+                logger.warning("%s: database unavailable (%r); the batch of %d is sent again", handler, exc, len(batch))
+                redeliveries = max(int(entry.get("redeliveries", 0)) for entry in items) + 1
+                again = [{**entry, "redeliveries": redeliveries} for entry in items]
+                _redeliver(handler, again, service, countdown=backoff_seconds(min(redeliveries, 8)))
+                return {"redelivered": len(items)}
+            if len(items) > 1:
+                # Found only at commit (a deferred constraint, say): each event again on its own.
+                logger.warning("%s: batch of %d not committed (%r); each event is sent again alone", handler, len(batch), exc)
+                for entry in items:
+                    _redeliver(handler, [entry], service)
+                return {"split": len(items)}
+            counts = Counter()
+            failures = [Failure(batch[0][0], batch[0][1], f"{type(exc).__name__}: {exc}", traceback.format_exc())]
     if rest:
         _redeliver(handler, rest, service)
         counts["handed on"] += len(rest)
@@ -155,10 +174,12 @@ def _handle_batch(
                 return counts, failures, items[index:]
             try:
                 counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
-            except (SoftTimeLimitExceeded, *CONNECTION_ERRORS):
-                raise
             except Exception as exc:
+                if database_down(exc):
+                    raise
                 failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                if isinstance(exc, SoftTimeLimitExceeded):
+                    return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
             if transaction.get_rollback():
                 raise BatchAborted("the transaction was marked for rollback")
     return counts, failures, []
@@ -197,7 +218,8 @@ def _on_failure(subscription: Subscription | None, handler: str, service: str, f
             attempts=attempt,
         )
     except Exception:
-        # Neither retry nor dead letter could be stored: hand the task back to the broker.
-        logger.exception("could not store the dead letter of %s; requeueing the task", envelope.event_id)
-        raise Reject(reason, requeue=True) from None
+        # The dead letter cannot be stored now (database down?): the same attempt comes back later.
+        logger.exception("could not store the dead letter of %s; sending it again later", envelope.event_id)
+        _redeliver(handler, [item(envelope, attempt)], service, countdown=backoff_seconds(3))
+        return "redelivered"
     return "dead"

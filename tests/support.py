@@ -135,7 +135,10 @@ def slow_handler(event: Event[SlowV1]) -> None:
 
     calls[event.data.key] += 1
     if outages_left[event.data.key] > 0:
+        from django.db import connection
+
         outages_left[event.data.key] -= 1
+        connection.close()  # as when the server goes away
         raise OperationalError("server closed the connection unexpectedly")
     time.sleep(event.data.seconds)
     record("slow", event, event.data.key)
@@ -147,3 +150,27 @@ class OrphanV1(EventSchema):
 
 # Declared, but no handler of the test service subscribes to it.
 Orphan = event_type("tests", "Orphan", versions={"1.0": OrphanV1})
+
+
+class TrickyV1(EventSchema):
+    key: str
+    mode: str = "ok"
+
+
+Tricky = event_type("tests", "Tricky", versions={"1.0": TrickyV1})
+
+
+@subscribe(Tricky, version="1.0", service="testsvc", max_attempts=2)
+def tricky_handler(event: Event[TrickyV1]) -> None:
+    from django.contrib.auth.models import Permission
+    from django.db import IntegrityError
+
+    calls[event.data.key] += 1
+    record("tricky", event, event.data.key)
+    if event.data.mode == "swallow":
+        try:
+            Permission.objects.create(content_type_id=None, codename="x", name="x")
+        except IntegrityError:
+            pass  # the mistake: the transaction can no longer commit
+    elif event.data.mode == "dangling-fk":
+        Permission.objects.create(content_type_id=999_999, codename=event.data.key, name="dangling")  # fails at commit

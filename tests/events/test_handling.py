@@ -92,7 +92,34 @@ def test_a_batch_hit_by_a_database_outage_is_delivered_again_without_losing_or_d
     wait_for(lambda: Notification.objects.filter(kind="slow").count() == 3, timeout=30)
     assert sorted(Notification.objects.filter(kind="slow").values_list("body", flat=True)) == ["a", "b", "c"]
     assert support.calls["a"] == 2  # its first run was rolled back with the batch
+    assert support.calls["b"] == 2
     assert not DeadLetter.objects.exists()
+
+
+def _tricky(key: str, mode: str = "ok") -> Envelope:
+    return Envelope(event_type="Tricky", event_version="1.0", data={"key": key, "mode": mode}, source="test")
+
+
+def test_a_handler_that_swallows_a_database_error_fails_instead_of_counting_as_handled(worker: object) -> None:
+    bad, good = _tricky("swallow", "swallow"), _tricky("fine")
+
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(bad), handling.item(good)])
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=bad.event_id).first(), timeout=30)
+    assert "swallowed a database error" in dead.reason and dead.attempts == 2
+    assert list(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["fine"]
+    assert not InboxEntry.objects.filter(event_id=bad.event_id).exists()
+
+
+def test_an_error_found_only_at_commit_isolates_its_event_and_keeps_the_others(worker: object) -> None:
+    events = [_tricky("one"), _tricky("fk", "dangling-fk"), _tricky("two")]
+
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(e) for e in events])
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=events[1].event_id).first(), timeout=30)
+    assert "IntegrityError" in dead.reason and dead.attempts == 2
+    wait_for(lambda: InboxEntry.objects.filter(handler="tests.support.tricky_handler").count() == 2)
+    assert sorted(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["one", "two"]
 
 
 def test_a_batch_that_outlasts_its_time_budget_hands_the_rest_on(

@@ -10,7 +10,14 @@ def test_every_name_on_the_broker_follows_the_design() -> None:
     queue = topology.event_queue("testsvc")
 
     assert queue.name == "testsvc.events"
-    assert {b.routing_key for b in queue.bindings} == {"tests.Ping", "tests.Flaky", "tests.Shipment", "tests.Tick", "tests.Slow"}
+    assert {b.routing_key for b in queue.bindings} == {
+        "tests.Ping",
+        "tests.Flaky",
+        "tests.Shipment",
+        "tests.Tick",
+        "tests.Slow",
+        "tests.Tricky",
+    }
     assert {b.exchange.name for b in queue.bindings} == {"events"}
     assert queue.queue_arguments["x-dead-letter-exchange"] == "events.dlx"
     assert topology.dead_letter_queue("testsvc").name == "testsvc.events.dlq"
