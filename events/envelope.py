@@ -10,6 +10,7 @@ It never deserializes anything but JSON.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,6 +26,9 @@ REQUIRED_FIELDS = ("eventType", "eventVersion", "timestamp", "eventId", "source"
 OPTIONAL_FIELDS = ("correlationId", "causationId", "subject", "sequence")
 # CloudEvents extension attribute that carries the event version (extension names are lowercase).
 CE_VERSION_EXTENSION = "eventversion"
+# The longest values the event log, inbox and dead-letter store keep.
+MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 def format_timestamp(value: datetime) -> str:
@@ -89,6 +93,9 @@ class Envelope:
         for name in ("eventType", "eventVersion", "eventId", "source"):
             if not isinstance(body[name], str):
                 raise MalformedEvent(f"{name} must be a string")
+        for name, limit in MAX_LENGTHS.items():
+            if isinstance(body.get(name), str) and len(body[name]) > limit:
+                raise MalformedEvent(f"{name} is longer than {limit} characters")
         if not isinstance(body["data"], dict):
             raise MalformedEvent("data must be a JSON object")
         sequence = body.get("sequence")
@@ -153,6 +160,8 @@ def decode_message(body: bytes, content_type: str | None, headers: dict[str, Any
     headers = headers or {}
     content_type = (content_type or "").split(";")[0].strip().lower()
     traceparent = _text(headers.get("traceparent"))
+    if traceparent is not None and not TRACEPARENT.match(traceparent):
+        traceparent = None  # not W3C trace context: start a new trace rather than refuse the event
     if content_type.startswith("application/cloudevents"):
         return _from_cloudevent(body, content_type, headers, traceparent)
     if content_type not in ("application/json", ""):

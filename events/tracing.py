@@ -7,7 +7,6 @@ the meantime gets its `correlationId` and `causationId` (= the current eventId),
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -15,10 +14,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from events.envelope import Envelope
+from events.envelope import TRACEPARENT, Envelope
 
 _current: ContextVar[Envelope | None] = ContextVar("events_current", default=None)
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ def handling(envelope: Envelope) -> Iterator[None]:
 
 
 def child_traceparent(parent: str | None) -> str:
-    match = _TRACEPARENT.match(parent or "")
+    match = TRACEPARENT.match(parent or "")
     trace_id = match.group(1) if match else secrets.token_hex(16)
     flags = match.group(3) if match else "01"
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"

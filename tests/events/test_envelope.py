@@ -91,8 +91,9 @@ def test_amqp_properties_mirror_the_envelope() -> None:
         ),
         (ORDER_PLACED_1_0.replace(b'"2025-07-07T14:05:00Z"', b'"yesterday"'), "application/json", "timestamp is not ISO 8601"),
         (ORDER_PLACED_1_0.replace(b'"sequence": 1', b'"sequence": "one"'), "application/json", "sequence must be an integer"),
+        (ORDER_PLACED_1_0.replace(b'"8fc67c8d', b'"' + b"x" * 200), "application/json", "eventId is longer than 200 characters"),
     ],
-    ids=["malformed-json", "pickle", "not-an-object", "missing-fields", "bad-timestamp", "bad-sequence"],
+    ids=["malformed-json", "pickle", "not-an-object", "missing-fields", "bad-timestamp", "bad-sequence", "long-id"],
 )
 def test_unreadable_messages_say_why(body: bytes, content_type: str, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
@@ -140,3 +141,9 @@ def test_a_cloudevent_without_a_version_is_refused_with_the_reason() -> None:
 
     with pytest.raises(MalformedEvent, match="eventVersion"):
         decode_message(message.body, message.content_type, message.headers)
+
+
+def test_a_traceparent_that_is_not_w3c_trace_context_is_dropped() -> None:
+    assert decode_message(ORDER_PLACED_1_0, "application/json", {"traceparent": "x" * 500}).traceparent is None
+    good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    assert decode_message(ORDER_PLACED_1_0, "application/json", {"traceparent": good}).traceparent == good
