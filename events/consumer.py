@@ -107,6 +107,7 @@ class EventConsumer(ConsumerMixin):
         from events import deadletters, registry, subscriptions
         from events.envelope import decode_message
         from events.errors import EventError
+        from events.handling import item
 
         routing_key = message.delivery_info.get("routing_key", "")
         # py-amqp hands over text when the producer named a content encoding.
@@ -142,8 +143,6 @@ class EventConsumer(ConsumerMixin):
             if subscription.max_age is not None and _age(envelope) > subscription.max_age.total_seconds():
                 logger.info("%s skips %s: older than %s", subscription.name, envelope.event_id, subscription.max_age)
                 continue
-            from events.handling import item
-
             self._batches[subscription.name].append(item(envelope.with_data(data, subscription.version)))
         self._unacked.append(message)
         self._buffered_bytes += len(body)

@@ -33,6 +33,7 @@ from events import deadletters, subscriptions, tracing
 from events.envelope import Envelope
 from events.models import InboxEntry
 from events.subscriptions import Event, Subscription
+from events.topology import task_queue
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def dispatch(subscription: Subscription, items: list[dict[str, Any]], countdown:
 
 
 def _send(handler: str, service: str, items: list[dict[str, Any]], countdown: float | None = None) -> None:
-    from events.topology import task_queue
-
     if countdown is not None:
         countdown = max(1, round(countdown))  # the broker's delayed delivery counts whole seconds
     handle_events.apply_async(args=(handler, items), kwargs={"service": service}, queue=task_queue(service), countdown=countdown)
