@@ -3,15 +3,18 @@
 Guarantees:
 - Every committed event is published at least once, in log order, as a persistent message on
   the topic exchange `events`, and marked published only after the broker confirmed it. A crash
-  between confirm and mark republishes it: consumers deduplicate by eventId.
-- Confirms are pipelined: a whole batch is in flight at once and acknowledgements are collected
-  as they come (the broker acks many at a time), not one round trip per message.
-- Several relays may run against PostgreSQL: each claims rows with `FOR UPDATE SKIP LOCKED`, and a
-  row whose subject has an earlier unpublished row claimed by another relay waits, so events of
-  one subject still leave in sequence order.
+  between confirm and mark republishes it once its lease runs out: consumers deduplicate.
+- Rows are leased (`claimed_by`, `claimed_until`) in short transactions of their own, so no
+  database lock is held while the relay talks to the broker.
+- Confirms are pipelined: one batch is in flight while the next is leased and sent, and
+  acknowledgements are collected as they come, not one round trip per message.
+- Several relays may run against PostgreSQL: each leases rows with `FOR UPDATE SKIP LOCKED`, and
+  a row whose subject has an earlier unpublished row held by another relay waits, so events of
+  one subject still leave in log order.
 - An event whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is not published: the row keeps
   it with `rejected_reason` set and shows in the admin.
-- Broker or database outages are waited out with backoff; nothing is marked unless confirmed.
+- Broker or database outages are waited out with backoff; nothing is marked unless confirmed, and
+  a relay that loses the broker gives its leases back at once.
 
 Hooks (no-ops by default): `on_confirmed(positions)` after the broker confirmed a batch and
 before the rows are marked.
