@@ -105,23 +105,24 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
 
 
 def _publish_to_dlq(service: str, envelope: Envelope, reason: str, handler: str) -> None:
-    from project.celery import app
-
     properties = envelope.amqp_properties()
     headers = {**properties.pop("application_headers"), "x-handler": handler, "x-reason": reason[:1000]}
-    properties.pop("content_encoding")
+    _publish(
+        envelope.to_json(),
+        exchange=topology.dead_letter_exchange,
+        routing_key=topology.dead_letter_routing_key(service),
+        declare=[topology.dead_letter_queue(service)],
+        headers=headers,
+        **properties,
+    )
+
+
+def _publish(body: bytes, **options: Any) -> None:
+    """Publish one message with the app's producer, waiting out a short broker hiccup."""
+    from project.celery import app
+
     with app.producer_or_acquire() as producer:
-        producer.publish(
-            envelope.to_json(),
-            exchange=topology.dead_letter_exchange,
-            routing_key=topology.dead_letter_routing_key(service),
-            declare=[topology.dead_letter_queue(service)],
-            headers=headers,
-            content_encoding="utf-8",
-            retry=True,
-            retry_policy=RETRY_POLICY,
-            **properties,
-        )
+        producer.publish(body, retry=True, retry_policy=RETRY_POLICY, **options)
 
 
 class NotReplayable(Exception):
@@ -153,18 +154,13 @@ def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
 
 
 def _republish_raw(dead_letter: DeadLetter) -> None:
-    from project.celery import app
-
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            _raw(dead_letter.raw_body),
-            exchange="",
-            routing_key=topology.event_queue_name(dead_letter.service),
-            content_type=dead_letter.content_type or "application/json",  # what the consumer assumed
-            content_encoding="binary",
-            headers=dead_letter.headers,
-            delivery_mode=2,
-            serializer=None,
-            retry=True,
-            retry_policy=RETRY_POLICY,
-        )
+    _publish(
+        _raw(dead_letter.raw_body),
+        exchange="",
+        routing_key=topology.event_queue_name(dead_letter.service),
+        content_type=dead_letter.content_type or "application/json",  # what the consumer assumed
+        content_encoding="binary",
+        headers=dead_letter.headers,
+        delivery_mode=2,
+        serializer=None,
+    )

@@ -59,6 +59,11 @@ class EventType:
         return f"{self.topic}.{self.name}"
 
     @property
+    def routing_keys(self) -> list[str]:
+        """The routing key, and those of names kept after a rename."""
+        return [f"{self.topic}.{name}" for name in (self.name, *self.aliases)]
+
+    @property
     def latest(self) -> str:
         return max(self.versions, key=version_key)
 

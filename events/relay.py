@@ -73,10 +73,6 @@ class ConfirmingPublisher:
         self._acked: list[int] = []
         self._nacked: list[int] = []
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
     def _settle(self, delivery_tag: int, multiple: bool, into: list[int]) -> None:
         if not multiple:
             position = self._pending.pop(delivery_tag, None)
@@ -120,11 +116,6 @@ class ConfirmingPublisher:
         settled = self._acked, self._nacked
         self._acked, self._nacked = [], []
         return settled
-
-    def publish(self, messages: Iterable[Outgoing], timeout: float) -> tuple[list[int], list[int]]:
-        """Publish all and wait for every confirm; return (acked, nacked) positions."""
-        self.send(messages)
-        return self.wait(0, timeout)
 
 
 class Relay:

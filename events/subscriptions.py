@@ -108,9 +108,5 @@ def for_service(service: str) -> list[Subscription]:
     return sorted((s for s in _subscriptions.values() if s.service == service), key=lambda s: s.name)
 
 
-def services() -> list[str]:
-    return sorted({s.service for s in _subscriptions.values()})
-
-
 def matching(services: list[str], event_type: EventType) -> list[Subscription]:
     return [s for s in _subscriptions.values() if s.service in services and s.event_type.routing_key == event_type.routing_key]

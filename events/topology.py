@@ -71,11 +71,8 @@ def task_queues(services: Iterable[str]) -> list[Queue]:
 def routing_keys(service: str) -> list[str]:
     from events import subscriptions
 
-    keys = set()
-    for sub in subscriptions.for_service(service):
-        # Producers that still use a type's old name keep reaching its handlers.
-        keys.update(f"{sub.event_type.topic}.{name}" for name in (sub.event_type.name, *sub.event_type.aliases))
-    return sorted(keys)
+    # Producers that still use a type's old name keep reaching its handlers.
+    return sorted({key for sub in subscriptions.for_service(service) for key in sub.event_type.routing_keys})
 
 
 def event_queue(service: str) -> Queue:
