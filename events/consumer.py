@@ -7,14 +7,21 @@ declared, and queues `events.handle` tasks on the service's task queue; only the
 
 Guarantees:
 - A message is acked only after the tasks made from it were confirmed by the broker, so a crash
-  anywhere redelivers it (handlers deduplicate).
+  anywhere redelivers it (handlers deduplicate). A task publish the broker refuses (a length limit
+  on the task queue, an alarm) is tried again with backoff while the consumer keeps the messages:
+  they are not given back, so their delivery count does not grow.
 - Events for one handler travel together in one task, flushed when `EVENTS_CONSUMER_BATCH_SIZE`
   are waiting or `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox
   row, retry and dead letter.
-- A message that cannot be read, is of an unknown type or version, does not match its schema or
-  has no handler in this service's code is stored as a `DeadLetter` with the reason and rejected
-  to `<service>.events.dlq`; a handler that cannot get the version it wants gets a dead letter of
-  its own. The consumer goes on. Such dead letters can be replayed once the code is fixed.
+- A message whose content cannot be used, for whatever reason (not JSON, nested too deep, a
+  timestamp out of range, an unknown type or version, data not matching its schema, no handler
+  in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
+  eventId whenever one can be read) and rejected to `<service>.events.dlq`; a handler that cannot
+  get the version it wants gets a dead letter of its own. The consumer goes on. Only
+  infrastructure failures (the database is down) give a message back to the broker.
+- Whatever the broker itself dead-letters from `<service>.events` (its delivery limit, a policy's
+  length limit or TTL) gets a dead letter too: the consumer reads the copy in
+  `<service>.events.dlq.audit` and records it with the reason from `x-death`.
 - Nothing but JSON is ever deserialized.
 """
 
@@ -48,6 +55,9 @@ class EventConsumer(ConsumerMixin):
         self._unacked: list[Message] = []
         self._buffered_bytes = 0
         self._first_buffered_at: float | None = None
+        self._live: Connection | None = None  # the connection consumed from (ConsumerMixin uses a clone)
+        self._flushing = False
+        self._held: list[tuple[str, Message]] = []
 
     # -- kombu.mixins.ConsumerMixin
     def get_consumers(self, consumer_cls: type[Consumer], channel: Any) -> list[Consumer]:
@@ -56,24 +66,34 @@ class EventConsumer(ConsumerMixin):
         topology.declare(channel, self.services)
         consumers = []
         for service in self.services:
-            consumer = consumer_cls(
-                queues=[topology.event_queue(service)],
-                on_message=lambda message, service=service: self.on_message(service, message),
-                prefetch_count=self.prefetch,
-                no_ack=False,
+            consumers.append(
+                consumer_cls(
+                    queues=[topology.event_queue(service)],
+                    on_message=lambda message, service=service: self.on_message(service, message),
+                    prefetch_count=self.prefetch,
+                    no_ack=False,
+                )
             )
-            consumers.append(consumer)
+            consumers.append(
+                consumer_cls(
+                    queues=[topology.dead_letter_audit_queue(service)],
+                    on_message=lambda message, service=service: self.on_audit(service, message),
+                    no_ack=False,
+                )
+            )
         return consumers
 
     def on_connection_revived(self) -> None:
         # Unacked messages of a lost channel are redelivered: forget them.
         self._batches.clear()
         self._unacked.clear()
+        self._held.clear()
         self._buffered_bytes = 0
         self._first_buffered_at = None
 
     def consume(self, limit: int | None = None, timeout: float | None = None, safety_interval: float = 1, **kwargs: Any):  # noqa: ANN201
         with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
+            self._live = conn
             while not self.should_stop:
                 wait = safety_interval
                 if self._first_buffered_at is not None:
@@ -84,22 +104,25 @@ class EventConsumer(ConsumerMixin):
                     conn.heartbeat_check()
                 if self._first_buffered_at is not None and time.monotonic() - self._first_buffered_at >= self.window:
                     self.flush()
+                while self._held and not self._flushing:
+                    self.on_message(*self._held.pop(0))
                 yield
 
     # -- messages
     def on_message(self, service: str, message: Message) -> None:
+        if self._flushing:
+            self._held.append((service, message))  # delivered while a refused flush waits: read it afterwards
+            return
         try:
             self._on_message(service, message)
         except Exception:
-            # Not the message's fault as far as we know (database down?): back off and let the
-            # broker redeliver it; a quorum queue dead-letters it after DELIVERY_LIMIT attempts.
+            # Not the message's fault (its content was read before anything could fail here): the
+            # database is down, say. Back off and let the broker redeliver it.
             logger.exception("could not process a message on %s.events; requeueing it", service)
             close_old_connections()
             time.sleep(1.0)
             message.reject(requeue=True)
             return
-        # Outside the try: if the tasks cannot be sent, the consumer restarts and every unacked
-        # message is delivered again.
         if len(self._unacked) >= self.batch_size or self._buffered_bytes >= MAX_BATCH_BYTES:
             self.flush()
 
@@ -112,26 +135,33 @@ class EventConsumer(ConsumerMixin):
         routing_key = message.delivery_info.get("routing_key", "")
         # py-amqp hands over text when the producer named a content encoding.
         body = message.body.encode() if isinstance(message.body, str) else message.body
+        envelope = None
         try:
             envelope = decode_message(body, message.content_type, message.headers)
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
-        except EventError as exc:
-            self._dead_letter(service, message, body, str(exc), routing_key)
+            matching = subscriptions.matching([service], event_type)
+            if not matching:
+                raise EventError(
+                    f"{service} has no handler for {event_type.routing_key} (a binding newer than this worker's code?)"
+                )
+            wanted: list[tuple[Any, dict[str, Any] | None, str]] = []
+            for subscription in matching:
+                try:
+                    wanted.append(
+                        (subscription, event_type.convert(envelope.data, envelope.event_version, subscription.version), "")
+                    )
+                except Exception as exc:
+                    wanted.append((subscription, None, _reason(exc)))
+        except Exception as exc:
+            self._dead_letter(service, message, body, _reason(exc), routing_key, envelope)
             return
-        matching = subscriptions.matching([service], event_type)
-        if not matching:
-            reason = f"{service} has no handler for {event_type.routing_key} (a binding newer than this worker's code?)"
-            self._dead_letter(service, message, body, reason, routing_key)
-            return
-        for subscription in matching:
-            try:
-                data = event_type.convert(envelope.data, envelope.event_version, subscription.version)
-            except EventError as exc:
-                logger.error("%s cannot get %s: %s", subscription.name, envelope.event_id, exc)
+        for subscription, data, reason in wanted:
+            if data is None:
+                logger.error("%s cannot get %s: %s", subscription.name, envelope.event_id, reason)
                 deadletters.record_unreadable(
                     service=service,
-                    reason=str(exc),
+                    reason=reason,
                     body=body,
                     content_type=message.content_type,
                     headers=message.headers,
@@ -139,6 +169,8 @@ class EventConsumer(ConsumerMixin):
                     envelope=envelope,
                     handler=subscription.name,
                 )
+        for subscription, data, _ in wanted:
+            if data is None:
                 continue
             if subscription.max_age is not None and _age(envelope) > subscription.max_age.total_seconds():
                 logger.info("%s skips %s: older than %s", subscription.name, envelope.event_id, subscription.max_age)
@@ -149,7 +181,7 @@ class EventConsumer(ConsumerMixin):
         if self._first_buffered_at is None:
             self._first_buffered_at = time.monotonic()
 
-    def _dead_letter(self, service: str, message: Message, body: bytes, reason: str, routing_key: str) -> None:
+    def _dead_letter(self, service: str, message: Message, body: bytes, reason: str, routing_key: str, envelope: Any) -> None:
         from events import deadletters
 
         logger.error("dead-lettering a message on %s.events (%s): %s", service, routing_key, reason)
@@ -160,22 +192,129 @@ class EventConsumer(ConsumerMixin):
             content_type=message.content_type,
             headers=message.headers,
             routing_key=routing_key,
+            envelope=envelope,
+            event_id="" if envelope is not None else _event_id_of(message, body),
         )
         message.reject(requeue=False)
 
+    def on_audit(self, service: str, message: Message) -> None:
+        """A copy of something dead-lettered to `<service>.events.dlq`: record what the broker dead-lettered."""
+        try:
+            self._audit(service, message)
+        except Exception:
+            logger.exception("could not record a dead-lettered message of %s; requeueing it", service)
+            close_old_connections()
+            time.sleep(1.0)
+            message.reject(requeue=True)
+            return
+        message.ack()
+
+    def _audit(self, service: str, message: Message) -> None:
+        from events import deadletters, topology
+        from events.envelope import decode_message
+        from events.models import DeadLetter
+
+        death = deadletters.describe_x_death(message.headers)
+        if death is None:
+            return  # the copy of a handler's dead letter, recorded when it was sent
+        if death.reason == "rejected" and death.queue == topology.event_queue_name(service):
+            return  # rejected by this consumer, recorded then
+        body = message.body.encode() if isinstance(message.body, str) else message.body
+        try:
+            envelope = decode_message(body, message.content_type, message.headers)
+        except Exception:
+            envelope = None
+        logger.error("RabbitMQ dead-lettered a message of %s: %s", service, death.text)
+        deadletters.record_unreadable(
+            service=service,
+            reason=death.text,
+            body=body,
+            content_type=message.content_type,
+            headers=message.headers,
+            routing_key=death.routing_key,
+            envelope=envelope,
+            event_id="" if envelope is not None else _event_id_of(message, body),
+            stage=DeadLetter.Stage.BROKER,
+        )
+
     def flush(self) -> None:
+        """Queue the buffered events as handler tasks, then ack their messages; a refused publish is tried again."""
         from events import subscriptions
         from events.handling import dispatch
 
-        for name, items in self._batches.items():
-            dispatch(subscriptions.get(name), items)
+        pending = dict(self._batches)
+        failures = 0
+        self._flushing = True
+        try:
+            while pending:
+                name, items = next(iter(pending.items()))
+                try:
+                    dispatch(subscriptions.get(name), items)
+                except Exception as exc:
+                    if self.should_stop or not self._task_publish_refused(exc):
+                        raise  # the connection is gone: the consumer restarts and the messages come again
+                    failures += 1
+                    delay = min(0.25 * 2**failures, 10.0)
+                    logger.warning(
+                        "the broker refused %d events for %s (%s: %s); keeping their messages, trying again in %.1fs",
+                        len(items),
+                        name,
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                    self._pause(delay)
+                    continue
+                del pending[name]
+        finally:
+            self._flushing = False
         if self._unacked:
-            # One ack for all: every earlier delivery on this channel is in the batch or already rejected.
+            # One ack for all: every earlier delivery on this channel is in the batch, already settled, or held back.
             self._unacked[-1].ack(multiple=True)
         self._batches.clear()
         self._unacked.clear()
         self._buffered_bytes = 0
         self._first_buffered_at = None
+
+    @staticmethod
+    def _task_publish_refused(exc: Exception) -> bool:
+        from amqp.exceptions import MessageNacked
+
+        return isinstance(exc, MessageNacked)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, keeping the consumer's connection alive (messages delivered meanwhile are held)."""
+        deadline = time.monotonic() + seconds
+        while not self.should_stop and (remaining := deadline - time.monotonic()) > 0:
+            if self._live is None:
+                time.sleep(remaining)
+                return
+            try:
+                self._live.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:
+                self._live.heartbeat_check()
+
+
+def _reason(exc: BaseException) -> str:
+    from events.errors import EventError
+
+    return str(exc) if isinstance(exc, EventError) else f"{type(exc).__name__}: {str(exc)[:500]}"
+
+
+def _event_id_of(message: Message, body: bytes) -> str:
+    """The eventId of a message that could not be read as an event, where one can still be found."""
+    import json
+
+    headers = message.headers or {}
+    for value in (message.properties.get("message_id"), headers.get("ce-id")):
+        if value:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    try:
+        parsed = json.loads(body)
+    except Exception:
+        return ""
+    event_id = parsed.get("eventId") if isinstance(parsed, dict) else None
+    return event_id if isinstance(event_id, str) else ""
 
 
 def _age(envelope: Any) -> float:

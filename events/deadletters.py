@@ -1,9 +1,15 @@
 """The dead-letter store: events that could not be handled, with why; and replaying them.
 
-Consumer-stage dead letters (unreadable, unknown type or version, no handler, unconvertible) keep
-the raw message; the broker moves the message itself to `<service>.events.dlq`. Handler-stage
-dead letters (retries exhausted) keep the event as the handler received it, and a copy of it is
-published to `<service>.events.dlq` too.
+Every message in a `<service>.events.dlq` has a dead letter here with its reason, so the admin
+and the broker agree:
+- consumer-stage dead letters (unreadable, unknown type or version, no handler, unconvertible)
+  keep the raw message; the consumer rejects the message itself to `<service>.events.dlq`;
+- handler-stage dead letters (retries exhausted, or the worker died handling it) keep the event as
+  the handler received it, and a copy of it is published to `<service>.events.dlq` too. There is
+  one open handler dead letter per (event, handler), however often the event comes back;
+- broker-stage dead letters: messages RabbitMQ itself dead-lettered from `<service>.events` (a
+  delivery limit reached, a length limit or TTL set by a policy), read from the `x-death` header
+  of their copy in `<service>.events.dlq.audit`.
 
 Replay, once the cause is fixed: a dead letter that names a handler is handed to that one handler
 again, with fresh attempts; any other is put back on `<service>.events` as it came, for the
@@ -14,8 +20,12 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Greatest
 
 from events import topology
 from events.envelope import Envelope
@@ -41,15 +51,35 @@ def _raw(text: str) -> bytes:
     return base64.b64decode(text[len(BASE64) :]) if text.startswith(BASE64) else text.encode()
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return _printable(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return str(value)
+
+
 def _jsonable_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (headers or {}).items():
-        if isinstance(value, bytes):
-            value = _printable(value)
-        elif not isinstance(value, (str, int, float, bool, type(None))):
-            value = str(value)
-        out[str(key)] = value
-    return out
+    return {str(key): _jsonable(value) for key, value in (headers or {}).items()}
+
+
+# The broker's record of earlier dead-letterings; a replayed message starts without it.
+BROKER_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
 
 
 def record_unreadable(
@@ -62,12 +92,14 @@ def record_unreadable(
     routing_key: str,
     envelope: Envelope | None = None,
     handler: str = "",
+    event_id: str = "",
+    stage: str = DeadLetter.Stage.CONSUMER,
 ) -> DeadLetter:
     return DeadLetter.objects.create(
-        stage=DeadLetter.Stage.CONSUMER,
+        stage=stage,
         service=service,
         handler=handler,
-        event_id=envelope.event_id if envelope else "",
+        event_id=envelope.event_id if envelope else event_id[:200],
         event_type=envelope.event_type if envelope else "",
         event_version=envelope.event_version if envelope else "",
         envelope=envelope.to_dict() if envelope else None,
@@ -81,20 +113,34 @@ def record_unreadable(
 
 
 def record_handler_failure(*, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int) -> DeadLetter:
-    dead = DeadLetter.objects.create(
+    """Store the handler's dead letter and copy the event to the DLQ; an open one for the same event is updated instead."""
+    open_letter = DeadLetter.objects.filter(
         stage=DeadLetter.Stage.HANDLER,
+        status=DeadLetter.Status.OPEN,
         service=service,
         handler=handler,
         event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        event_version=envelope.event_version,
-        envelope=envelope.to_dict(),
-        traceparent=envelope.traceparent or "",
-        reason=reason,
-        traceback=tb,
-        attempts=attempts,
-        routing_key=f"{service}.events",
     )
+    try:
+        with transaction.atomic():
+            dead = DeadLetter.objects.create(
+                stage=DeadLetter.Stage.HANDLER,
+                service=service,
+                handler=handler,
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                event_version=envelope.event_version,
+                envelope=envelope.to_dict(),
+                traceparent=envelope.traceparent or "",
+                reason=reason,
+                traceback=tb,
+                attempts=attempts,
+                routing_key=f"{service}.events",
+            )
+    except IntegrityError:
+        # The event came back after it was dead-lettered (a duplicate delivery): its copy is in the DLQ already.
+        open_letter.update(reason=reason, traceback=tb, attempts=Greatest("attempts", attempts))
+        return open_letter.get()
     try:
         _publish_to_dlq(service, envelope, reason, handler)
     except Exception:
@@ -102,6 +148,38 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
             "dead letter %s is stored but could not be copied to %s", dead.pk, topology.dead_letter_queue_name(service)
         )
     return dead
+
+
+@dataclass(frozen=True)
+class BrokerDeath:
+    reason: str  # as RabbitMQ names it: delivery_limit, maxlen, expired, rejected
+    queue: str
+    routing_key: str
+    text: str  # the reason as the dead letter shows it
+
+
+def describe_x_death(headers: dict[str, Any] | None) -> BrokerDeath | None:
+    """The broker's latest dead-lettering of a message, from its `x-death` header (newest first); None if it has none."""
+    deaths = (headers or {}).get("x-death")
+    if not deaths or not isinstance(deaths, list) or not isinstance(deaths[0], dict):
+        return None
+    latest = deaths[0]
+    reason = _text(latest.get("reason")) or "unknown"
+    queue = _text(latest.get("queue")) or "?"
+    keys = latest.get("routing-keys") or []
+    explanations = {
+        "delivery_limit": f"delivered more than {topology.DELIVERY_LIMIT} times without being acknowledged "
+        "(a consumer that kept crashing or restarting before it could ack)",
+        "maxlen": "the queue was over its length limit (a policy's max-length)",
+        "expired": "it expired in the queue (a message or queue TTL)",
+        "rejected": "a consumer rejected it",
+    }
+    text = f"RabbitMQ dead-lettered it from {queue}: {reason}, {explanations.get(reason, 'see its x-death header')}"
+    return BrokerDeath(reason=reason, queue=queue, routing_key=_text(keys[0]) if keys else "", text=text)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) if value is not None else ""
 
 
 def _publish_to_dlq(service: str, envelope: Envelope, reason: str, handler: str) -> None:
@@ -145,7 +223,7 @@ def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
                 subscription.version,
             )
         handling.dispatch(subscription, [handling.item(envelope)])
-    elif dead_letter.stage == DeadLetter.Stage.CONSUMER and dead_letter.raw_body:
+    elif dead_letter.stage in (DeadLetter.Stage.CONSUMER, DeadLetter.Stage.BROKER) and dead_letter.raw_body:
         _republish_raw(dead_letter)
     else:
         raise NotReplayable("this dead letter keeps neither a handler's event nor the message it came as")
@@ -160,7 +238,7 @@ def _republish_raw(dead_letter: DeadLetter) -> None:
         routing_key=topology.event_queue_name(dead_letter.service),
         content_type=dead_letter.content_type or "application/json",  # what the consumer assumed
         content_encoding="binary",
-        headers=dead_letter.headers,
+        headers={k: v for k, v in dead_letter.headers.items() if k not in BROKER_HEADERS},
         delivery_mode=2,
         serializer=None,
     )

@@ -3,8 +3,14 @@
 `Envelope.to_json` writes the fields in the documented order with the documented spelling, so
 that a body round-trips byte for byte. `decode_message` is the single entry point for bytes
 coming off the broker: it accepts this project's envelope and CloudEvents 1.0 in the RabbitMQ
-binding (binary or structured mode) and raises `MalformedEvent` with a reason for anything else.
-It never deserializes anything but JSON.
+binding (binary or structured mode) and raises `MalformedEvent` with a reason for anything else,
+whatever goes wrong while reading (a number that overflows, JSON nested too deep). It never
+deserializes anything but JSON.
+
+One rule says what a timestamp may be, and every envelope is held to it when it is made
+(`publish()`, the relay, the consumer, CloudEvents, handler tasks): aware, normalised to UTC, and
+between `MIN_TIMESTAMP` (the AMQP timestamp property counts unsigned seconds since 1970) and
+`MAX_TIMESTAMP` (the last instant every store can hold). `InvalidTimestamp` says which rule failed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
-from events.errors import MalformedEvent
+from events.errors import InvalidTimestamp, MalformedEvent
 
 CONTENT_TYPE = "application/json"
 CLOUDEVENTS_STRUCTURED = "application/cloudevents+json"
@@ -29,11 +35,28 @@ CE_VERSION_EXTENSION = "eventversion"
 # The longest values the event log, inbox and dead-letter store keep.
 MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def check_timestamp(value: Any) -> datetime:
+    """`value` in UTC if it is an event timestamp this project can carry; else `InvalidTimestamp`."""
+    if not isinstance(value, datetime):
+        raise InvalidTimestamp(f"timestamp must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidTimestamp(f"timestamp has no time zone: {value.isoformat()}")
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTimestamp(f"timestamp is outside the years 1-9999 once in UTC: {value.isoformat()}") from None
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        raise InvalidTimestamp(f"timestamp {format_timestamp(value)} is before 1970-01-01T00:00:00Z, which AMQP cannot carry")
+    return value
 
 
 def format_timestamp(value: datetime) -> str:
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
     if value.microsecond:
         text += f".{value.microsecond:06d}"
     return text + "Z"
@@ -41,14 +64,14 @@ def format_timestamp(value: datetime) -> str:
 
 def parse_timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
-        raise MalformedEvent(f"timestamp must be an ISO 8601 string, got {type(value).__name__}")
+        raise InvalidTimestamp(f"timestamp must be an ISO 8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise MalformedEvent(f"timestamp is not ISO 8601: {value!r}") from None
+        raise InvalidTimestamp(f"timestamp is not ISO 8601: {value[:100]!r}") from None
     if parsed.tzinfo is None:
-        raise MalformedEvent(f"timestamp has no time zone: {value!r}")
-    return parsed.astimezone(UTC)
+        raise InvalidTimestamp(f"timestamp has no time zone: {value[:100]!r}")
+    return check_timestamp(parsed)
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,9 @@ class Envelope:
     sequence: int | None = None
     # Travels in the AMQP headers, not in the body.
     traceparent: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timestamp", check_timestamp(self.timestamp))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,8 +145,8 @@ class Envelope:
     def from_json(cls, raw: bytes | str, *, traceparent: str | None = None) -> Envelope:
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedEvent(f"body is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise MalformedEvent(f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         return cls.from_dict(body, traceparent=traceparent)
 
     def with_data(self, data: dict[str, Any], version: str) -> Envelope:
@@ -157,6 +183,15 @@ class Envelope:
 
 def decode_message(body: bytes, content_type: str | None, headers: dict[str, Any] | None) -> Envelope:
     """Read one broker message as an envelope, or raise `MalformedEvent` saying why not."""
+    try:
+        return _decode_message(body, content_type, headers)
+    except MalformedEvent:
+        raise
+    except Exception as exc:  # whatever the content makes a parser do, it is the content's fault
+        raise MalformedEvent(f"message cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _decode_message(body: bytes, content_type: str | None, headers: dict[str, Any] | None) -> Envelope:
     headers = headers or {}
     content_type = (content_type or "").split(";")[0].strip().lower()
     traceparent = _text(headers.get("traceparent"))
@@ -201,7 +236,7 @@ def _from_cloudevent(body: bytes, content_type: str, headers: dict[str, Any], tr
         {
             "eventType": event_type,
             "eventVersion": version,
-            "timestamp": format_timestamp(timestamp) if isinstance(timestamp, datetime) else timestamp,
+            "timestamp": format_timestamp(check_timestamp(timestamp)) if isinstance(timestamp, datetime) else timestamp,
             "eventId": str(attributes["id"]),
             "source": str(attributes["source"]),
             "data": data,

@@ -9,6 +9,10 @@ class MalformedEvent(EventError):
     """The message cannot be read as an event: not JSON, wrong content type, missing fields."""
 
 
+class InvalidTimestamp(MalformedEvent):
+    """The timestamp is not one this project can carry (see `events.envelope.check_timestamp`)."""
+
+
 class UnknownEventType(EventError):
     """No event type of that name is declared."""
 

@@ -1,21 +1,34 @@
 """Running handlers: exactly one effect per (event, handler), retries, dead letters.
 
 Guarantees:
-- A handler runs in one database transaction together with its inbox row (eventId, handler): a
-  duplicate delivery finds the row and does nothing, and a failed run leaves no trace.
+- A handler runs in one database transaction together with its inbox row (source, eventId,
+  handler): a duplicate delivery finds the row and does nothing, and a failed run leaves no trace.
 - The events of one task commit together, each in a savepoint of its own, so each is handled,
-  retried and dead-lettered on its own. If the batch cannot commit (the database went away) or
-  the task runs out of time, the batch is sent again and nothing of it counts as an attempt; a
-  task that spent a quarter of its soft time limit hands its remaining events on to a new task.
-- The task is acknowledged late, requeued if its worker dies or it hits its hard time limit.
+  retried and dead-lettered on its own. A task spends a quarter of its soft time limit at most on
+  its batch and hands the rest on to a new task.
+- A task never acks an event it did not handle: every event of a task ends handled, retried, sent
+  again or dead-lettered, whatever fails. An event the task cannot even read is a dead letter
+  with the reason.
+- A lost database connection is recognised where it happens and never counts as an attempt: the
+  batch, of which nothing committed, is sent again after a backoff.
+- The task is acknowledged late and given back to the broker if its worker dies (a crash,
+  `os._exit`, the OOM killer, the hard time limit). A task that comes back unfinished is split
+  into one task per event, and an event that came back unfinished
+  `EVENTS_HANDLER_MAX_WORKER_LOSSES` times is a dead letter saying so; so a poison event cannot
+  loop, and the healthy events batched with it are handled.
 - A failed event is sent again after an exponential backoff with jitter, through the broker
   (Celery's native delayed delivery on quorum queues), so no worker holds it meanwhile.
 - When its attempts are exhausted the event, the handler, the error and its traceback are stored
-  as a `DeadLetter` and the message goes to `<service>.events.dlq`.
+  as a `DeadLetter` (one open dead letter per event and handler) and the message goes to
+  `<service>.events.dlq`.
+- Only when neither the broker nor the database takes a failed event is the task itself given
+  back; the retries it already sent may then run twice, which the inbox and the one open dead
+  letter absorb.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -24,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
@@ -54,7 +67,12 @@ def run_once(subscription: Subscription, envelope: Envelope) -> bool:
     with transaction.atomic():
         try:
             with transaction.atomic():
-                InboxEntry.objects.create(event_id=envelope.event_id, handler=subscription.name, event_type=envelope.event_type)
+                InboxEntry.objects.create(
+                    source=envelope.source,
+                    event_id=envelope.event_id,
+                    handler=subscription.name,
+                    event_type=envelope.event_type,
+                )
         except IntegrityError:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
         with tracing.handling(envelope):
@@ -96,27 +114,49 @@ def time_budget() -> float:
     return min(settings.CELERY_TASK_SOFT_TIME_LIMIT / 4, settings.EVENTS_HANDLER_BATCH_SECONDS)
 
 
-def database_down(exc: BaseException) -> bool:
-    """Whether `exc` means the database connection is gone, rather than a handler's mistake."""
-    if not isinstance(exc, (OperationalError, InterfaceError, BatchAborted)):
-        return False
-    try:
-        return connection.connection is None or not connection.is_usable()
-    except Exception:
-        return True
+# SQL states of a connection that is gone: class 08 (connection exception) and the server shutting down.
+CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+class DatabaseUnavailable(Exception):
+    """The database connection was lost while the batch ran: nothing of it committed."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc`, just raised, means the database connection is gone rather than a handler's mistake.
+
+    Asked where the error happens, before any rollback or reconnect can hide the loss.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (OperationalError, InterfaceError, BatchAborted)):
+            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            if sqlstate:
+                return sqlstate.startswith(CONNECTION_LOST_STATES)
+            try:
+                return connection.connection is None or not connection.is_usable()
+            except Exception:
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @shared_task(
     name="events.handle",
+    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     acks_on_timeout=False,  # killed at its hard time limit: the broker delivers it again
     ignore_result=True,
 )
-def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
+def handle_events(self: Task, handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
     # As around a request: a broken or expired connection is replaced, a healthy one reused.
     close_old_connections()
     try:
+        if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+            return _came_back(handler, items, service)
         return _handle_events(handler, items, service)
     except SoftTimeLimitExceeded:
         # Out of time after the commit: run the task again; what was committed is deduplicated.
@@ -125,32 +165,108 @@ def handle_events(handler: str, items: list[dict[str, Any]], service: str = "unk
         close_old_connections()
 
 
-def _handle_events(handler: str, items: list[dict[str, Any]], service: str) -> dict[str, int]:
-    subscription = subscriptions.get(handler)
-    batch = [(Envelope.from_dict(e["event"], traceparent=e.get("traceparent")), int(e.get("attempt", 1))) for e in items]
+def _came_back(handler: str, items: Any, service: str) -> dict[str, int]:
+    """The broker delivers this task again: its last delivery did not finish (its worker died, most likely)."""
+    entries = [{**entry, "lost": int(entry.get("lost", 0)) + 1} for entry in _entries(items)]
+    if len(entries) > 1:
+        logger.warning("%s: a batch of %d came back unfinished; each event is sent again on its own", handler, len(entries))
+        for entry in entries:
+            _redeliver(handler, [entry], service)
+        return {"split": len(entries)}
+    if not entries:
+        return {}
+    entry = entries[0]
+    if entry["lost"] < settings.EVENTS_HANDLER_MAX_WORKER_LOSSES:
+        _redeliver(handler, [entry], service)
+        return {"redelivered": 1}
+    readable, unreadable = _read([entry])
+    counts = _dead_letter_unreadable(handler, service, unreadable)
+    for _, envelope, attempt in readable:
+        reason = (
+            f"delivered {entry['lost']} times without finishing: the worker handling it died each time "
+            "(a crash, os._exit, the OOM killer or the hard time limit)"
+        )
+        counts[_give_up(subscriptions.get(handler), handler, service, Failure(envelope, attempt, reason, ""), entry)] += 1
+    return dict(counts)
+
+
+def _entries(items: Any) -> list[dict[str, Any]]:
+    if isinstance(items, list):
+        return [entry if isinstance(entry, dict) else {"unreadable": entry} for entry in items]
+    return [{"unreadable": items}]
+
+
+def _read(items: Any) -> tuple[list[tuple[dict[str, Any], Envelope, int]], list[tuple[dict[str, Any], str]]]:
+    """The task's events as (entry, envelope, attempt), and the entries it cannot read with the reason."""
+    readable: list[tuple[dict[str, Any], Envelope, int]] = []
+    unreadable: list[tuple[dict[str, Any], str]] = []
+    for entry in _entries(items):
+        try:
+            envelope = Envelope.from_dict(entry["event"], traceparent=entry.get("traceparent"))
+            readable.append((entry, envelope, int(entry.get("attempt", 1))))
+        except Exception as exc:
+            unreadable.append((entry, f"the handler task cannot read this event: {type(exc).__name__}: {str(exc)[:500]}"))
+    return readable, unreadable
+
+
+def _dead_letter_unreadable(handler: str, service: str, unreadable: list[tuple[dict[str, Any], str]]) -> Counter[str]:
     counts: Counter[str] = Counter()
+    for entry, reason in unreadable:
+        event = entry.get("event", entry)
+        event_id = event.get("eventId") if isinstance(event, dict) else None
+        logger.error("%s: dead-lettering an event it cannot read: %s", handler, reason)
+        try:
+            deadletters.record_unreadable(
+                service=service,
+                reason=reason,
+                body=json.dumps(event, default=str).encode(),
+                content_type="application/json",
+                headers={},
+                routing_key=task_queue(service).name,
+                handler=handler,
+                event_id=event_id if isinstance(event_id, str) else "",
+            )
+        except Exception:
+            logger.exception("could not store the dead letter of an unreadable event; sending it again later")
+            _redeliver(handler, [entry], service, countdown=backoff_seconds(3))
+            counts["redelivered"] += 1
+        else:
+            counts["dead"] += 1
+    return counts
+
+
+def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
+    subscription = subscriptions.get(handler)
+    read, unreadable = _read(items)
+    counts = _dead_letter_unreadable(handler, service, unreadable)
+    if not read:
+        return dict(counts)
+    readable = [entry for entry, _, _ in read]
+    batch = [(envelope, attempt) for _, envelope, attempt in read]
     failures: list[Failure] = []
     rest: list[dict[str, Any]] = []
     if subscription is None:
         failures = [Failure(env, attempt, f"no handler named {handler!r} on this worker", "") for env, attempt in batch]
     else:
         try:
-            counts, failures, rest = _handle_batch(subscription, batch, items)
+            handled, failures, rest = _handle_batch(subscription, batch, readable)
+            counts.update(handled)
+        except DatabaseUnavailable as exc:
+            logger.warning("%s: database unavailable (%s); the batch of %d is sent again", handler, exc, len(batch))
+            redeliveries = max(int(entry.get("redeliveries", 0)) for entry in readable) + 1
+            again = [{**entry, "redeliveries": redeliveries} for entry in readable]
+            _redeliver(handler, again, service, countdown=backoff_seconds(min(redeliveries, 8)))
+            counts["redelivered"] += len(readable)
+            return dict(counts)
         except Exception as exc:
             # Nothing of the batch was committed.
-            if database_down(exc):
-                logger.warning("%s: database unavailable (%r); the batch of %d is sent again", handler, exc, len(batch))
-                redeliveries = max(int(entry.get("redeliveries", 0)) for entry in items) + 1
-                again = [{**entry, "redeliveries": redeliveries} for entry in items]
-                _redeliver(handler, again, service, countdown=backoff_seconds(min(redeliveries, 8)))
-                return {"redelivered": len(items)}
-            if len(items) > 1:
+            if len(readable) > 1:
                 # Found only at commit (a deferred constraint, say): each event again on its own.
                 logger.warning("%s: batch of %d not committed (%r); each event is sent again alone", handler, len(batch), exc)
-                for entry in items:
+                for entry in readable:
                     _redeliver(handler, [entry], service)
-                return {"split": len(items)}
-            counts = Counter()
+                counts["split"] += len(readable)
+                return dict(counts)
             failures = [Failure(batch[0][0], batch[0][1], f"{type(exc).__name__}: {exc}", traceback.format_exc())]
     if rest:
         _redeliver(handler, rest, service)
@@ -167,30 +283,42 @@ def _handle_batch(
     counts: Counter[str] = Counter()
     failures: list[Failure] = []
     deadline = time.monotonic() + time_budget()
-    with transaction.atomic():
-        for index, (envelope, attempt) in enumerate(batch):
-            if index and time.monotonic() > deadline:
-                return counts, failures, items[index:]
-            try:
-                counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
-            except Exception as exc:
-                if database_down(exc):
-                    raise
-                failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-                if isinstance(exc, SoftTimeLimitExceeded):
-                    return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
-            if transaction.get_rollback():
-                raise BatchAborted("the transaction was marked for rollback")
+    try:
+        with transaction.atomic():
+            for index, (envelope, attempt) in enumerate(batch):
+                if index and time.monotonic() > deadline:
+                    return counts, failures, items[index:]
+                try:
+                    counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
+                except Exception as exc:
+                    if connection_lost(exc):
+                        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                    failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                    if isinstance(exc, SoftTimeLimitExceeded):
+                        return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
+                if transaction.get_rollback():
+                    raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)")
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if connection_lost(exc):  # at commit, or the aborted batch's rollback
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
     return counts, failures, []
 
 
 def _redeliver(handler: str, items: list[dict[str, Any]], service: str, countdown: float | None = None) -> None:
-    """Send (part of) a batch again as a new task; if even that fails, give the task back to the broker."""
-    try:
-        _send(handler, service, items, countdown)
-    except Exception as exc:
-        logger.exception("could not send %d events of %s again; requeueing the task", len(items), handler)
-        raise Reject(f"could not redeliver: {exc}", requeue=True) from None
+    """Send (part of) a batch again as a new task, waiting out a short broker hiccup; if even that fails, give the task back."""
+    for wait in (0.5, 1.0, 2.0, 4.0, None):
+        try:
+            _send(handler, service, items, countdown)
+            return
+        except Exception as exc:
+            if wait is None:
+                logger.exception("could not send %d events of %s again; requeueing the task", len(items), handler)
+                raise Reject(f"could not redeliver: {exc}", requeue=True) from None
+            logger.warning("could not send %d events of %s again (%s); trying again in %.1fs", len(items), handler, exc, wait)
+            time.sleep(wait)
 
 
 def _on_failure(subscription: Subscription | None, handler: str, service: str, failure: Failure) -> str:
@@ -204,21 +332,30 @@ def _on_failure(subscription: Subscription | None, handler: str, service: str, f
             return "retried"
         except Exception as dispatch_exc:
             logger.exception("could not schedule a retry of %s", envelope.event_id)
-            reason = f"{reason} (retry could not be scheduled: {type(dispatch_exc).__name__}: {dispatch_exc})"
+            failure = Failure(
+                envelope,
+                attempt,
+                f"{reason} (retry could not be scheduled: {type(dispatch_exc).__name__}: {dispatch_exc})",
+                failure.traceback,
+            )
     else:
         logger.error("%s gave up on %s after %d attempts: %s", handler, envelope.event_id, attempt, reason)
+    return _give_up(subscription, handler, service, failure, item(envelope, attempt))
+
+
+def _give_up(subscription: Subscription | None, handler: str, service: str, failure: Failure, entry: dict[str, Any]) -> str:
+    """Store the dead letter (and its DLQ copy); if the database cannot take it now, the event comes back later."""
     try:
         deadletters.record_handler_failure(
             service=subscription.service if subscription else service,
             handler=handler,
-            envelope=envelope,
-            reason=reason,
+            envelope=failure.envelope,
+            reason=failure.reason,
             tb=failure.traceback,
-            attempts=attempt,
+            attempts=failure.attempt,
         )
     except Exception:
-        # The dead letter cannot be stored now (database down?): the same attempt comes back later.
-        logger.exception("could not store the dead letter of %s; sending it again later", envelope.event_id)
-        _redeliver(handler, [item(envelope, attempt)], service, countdown=backoff_seconds(3))
+        logger.exception("could not store the dead letter of %s; sending it again later", failure.envelope.event_id)
+        _redeliver(handler, [entry], service, countdown=backoff_seconds(3))
         return "redelivered"
     return "dead"

@@ -102,8 +102,13 @@ def envelope_of(row: Mapping[str, Any]) -> Envelope:
 
 
 class InboxEntry(models.Model):
-    """Proof that `handler` has processed `event_id`, written in the handler's own transaction."""
+    """Proof that `handler` has processed the event (`source`, `event_id`), written in the handler's own transaction.
 
+    An event is identified by its source and id together, as CloudEvents makes them unique: two
+    producers may both send an event "1".
+    """
+
+    source = models.CharField(max_length=200, default="")
     event_id = models.CharField(max_length=200)
     handler = models.CharField(max_length=300)
     event_type = models.CharField(max_length=100, blank=True, default="")
@@ -112,7 +117,7 @@ class InboxEntry(models.Model):
     class Meta:
         verbose_name = "inbox entry"
         verbose_name_plural = "inbox"
-        constraints = [models.UniqueConstraint(fields=["event_id", "handler"], name="inbox_event_handler_unique")]
+        constraints = [models.UniqueConstraint(fields=["event_id", "source", "handler"], name="inbox_event_handler_unique")]
 
     def __str__(self) -> str:
         return f"{self.event_id} → {self.handler}"
@@ -128,6 +133,7 @@ class DeadLetter(models.Model):
     class Stage(models.TextChoices):
         CONSUMER = "consumer", "consumer (unreadable or unconvertible)"
         HANDLER = "handler", "handler (retries exhausted)"
+        BROKER = "broker", "broker (dead-lettered by RabbitMQ)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     stage = models.CharField(max_length=20, choices=Stage.choices)
@@ -150,6 +156,14 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # However often a failed event comes back (a task delivered twice, say), one open dead letter per handler.
+            models.UniqueConstraint(
+                fields=["event_id", "handler", "service"],
+                condition=Q(stage="handler", status="open"),
+                name="deadletter_open_handler_event_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.service} {self.event_type or '?'} {self.event_id or ''}: {self.reason[:60]}"

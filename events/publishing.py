@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from events import tracing
+from events.envelope import check_timestamp
 from events.models import StoredEvent
 from events.registry import EventType
 
@@ -36,9 +37,14 @@ def publish(
     source: str | None = None,
     timestamp: datetime | None = None,
 ) -> StoredEvent:
-    """Append `event_type` (validated against `version`, default the newest) to the event log."""
+    """Append `event_type` (validated against `version`, default the newest) to the event log.
+
+    Raises `InvalidEventData` for data that does not match the version's schema and
+    `InvalidTimestamp` for a `timestamp` no envelope can carry (naive, or before 1970).
+    """
     version = version or event_type.latest
     payload = event_type.validate(data, version).model_dump(mode="json")
+    timestamp = datetime.now(UTC) if timestamp is None else check_timestamp(timestamp)
     context = tracing.next_context(correlation_id)
     with transaction.atomic():
         stored = StoredEvent.objects.create(
@@ -48,7 +54,7 @@ def publish(
             source=source or settings.EVENTS_SOURCE,
             subject=subject or "",
             sequence=sequence,
-            timestamp=timestamp or datetime.now(UTC),
+            timestamp=timestamp,
             data=payload,
             correlation_id=context.correlation_id,
             causation_id=context.causation_id or "",

@@ -11,10 +11,11 @@ Guarantees:
 - Several relays may run against PostgreSQL: each leases rows with `FOR UPDATE SKIP LOCKED`, and
   a row whose subject has an earlier unpublished row held by another relay waits, so events of
   one subject still leave in log order.
-- An event whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is not published: the row keeps
-  it with `rejected_reason` set and shows in the admin.
-- Broker or database outages are waited out with backoff; nothing is marked unless confirmed, and
-  a relay that loses the broker gives its leases back at once.
+- The log never stops behind one row: a row that cannot be made into a message (a timestamp AMQP
+  cannot carry, say) or whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is set aside with
+  `rejected_reason` (shown in the admin) and the rows behind it flow on.
+- Only outages are retried: broker or database outages are waited out with backoff; nothing is
+  marked unless confirmed, and a relay that loses the broker gives its leases back at once.
 
 Hooks (no-ops by default): `on_confirmed(positions)` after the broker confirmed a batch and
 before the rows are marked.
@@ -51,6 +52,11 @@ class ConfirmTimeout(Exception):
     """The broker did not confirm the messages in flight in time."""
 
 
+def outage_errors(connection: Connection) -> tuple[type[BaseException], ...]:
+    """Errors that mean the broker or the database is unavailable: wait and try again."""
+    return (DatabaseError, ConfirmTimeout, OSError, *connection.connection_errors, *connection.channel_errors)
+
+
 @dataclass(frozen=True)
 class Outgoing:
     position: int
@@ -64,6 +70,7 @@ class ConfirmingPublisher:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.outages = outage_errors(connection)
         self.channel = connection.channel()
         self.channel.confirm_select()
         self.channel.events["basic_ack"].add(self._on_ack)
@@ -91,16 +98,28 @@ class ConfirmingPublisher:
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._settle(delivery_tag, multiple, self._nacked)
 
-    def send(self, messages: Iterable[Outgoing]) -> None:
-        """Publish without waiting for confirms."""
+    def send(self, messages: Iterable[Outgoing]) -> dict[int, str]:
+        """Publish without waiting for confirms; returns {position: reason} of messages that cannot be encoded.
+
+        py-amqp encodes a message whole before it writes a byte, so a message it cannot encode
+        leaves the connection as it was.
+        """
+        unsendable: dict[int, str] = {}
         for message in messages:
-            self.channel.basic_publish(
-                amqp.Message(message.body, **message.properties),
-                exchange=topology.EVENTS,
-                routing_key=message.routing_key,
-            )
+            try:
+                self.channel.basic_publish(
+                    amqp.Message(message.body, **message.properties),
+                    exchange=topology.EVENTS,
+                    routing_key=message.routing_key,
+                )
+            except self.outages:
+                raise
+            except Exception as exc:
+                unsendable[message.position] = f"cannot be encoded as an AMQP message: {type(exc).__name__}: {exc}"
+                continue
             self._pending[self._next_tag] = message.position
             self._next_tag += 1
+        return unsendable
 
     def wait(self, max_in_flight: int, timeout: float) -> tuple[list[int], list[int]]:
         """Read confirms until at most `max_in_flight` remain; return (acked, nacked) positions since last time."""
@@ -178,17 +197,27 @@ class Relay:
         """Lease a batch and publish it without waiting; returns (rows claimed, messages sent)."""
         rows = self._claim()
         outgoing: list[Outgoing] = []
+        set_aside: dict[int, str] = {}
         for row in rows:
-            envelope = envelope_of(row)
-            body = envelope.to_json()
-            if len(body) > self.max_message_bytes:
-                reason = f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
-                logger.error("event %s not published: %s", row["event_id"], reason)
-                StoredEvent.objects.filter(position=row["position"]).update(rejected_reason=reason, claimed_until=None)
+            try:
+                envelope = envelope_of(row)
+                body = envelope.to_json()
+                properties = envelope.amqp_properties()
+            except Exception as exc:
+                set_aside[row["position"]] = f"cannot be made into a message: {type(exc).__name__}: {exc}"
                 continue
-            outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, envelope.amqp_properties()))
-        publisher.send(outgoing)
-        return len(rows), len(outgoing)
+            if len(body) > self.max_message_bytes:
+                set_aside[row["position"]] = (
+                    f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+                )
+                continue
+            outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, properties))
+        unsendable = publisher.send(outgoing)
+        set_aside.update(unsendable)
+        for position, reason in set_aside.items():
+            logger.error("event #%s set aside, not published: %s", position, reason)
+            StoredEvent.objects.filter(position=position).update(rejected_reason=reason, claimed_until=None)
+        return len(rows), len(outgoing) - len(unsendable)
 
     def _claim(self) -> list[dict[str, Any]]:
         """Lease the next unpublished rows to this relay, in a short transaction of their own."""
@@ -236,8 +265,7 @@ class Relay:
     def run(self) -> None:
         """Relay until `stop()`; survives broker and database outages."""
         wake = self._bind_wake_socket()
-        probe = Connection(self.broker_url)
-        retryable = (DatabaseError, ConfirmTimeout, OSError, *probe.connection_errors, *probe.channel_errors)
+        retryable = outage_errors(Connection(self.broker_url))
         backoff = 0.5
         try:
             while not self.stop_event.is_set():

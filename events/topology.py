@@ -3,8 +3,11 @@
 `declare(connection, services)` declares the whole topology idempotently: the topic exchange
 `events` with its alternate exchange `events.unrouted`, the dead-letter exchange `events.dlx`,
 and for each service its subscription queue `<service>.events` (bound with the routing keys of
-its handlers), its dead-letter queue `<service>.events.dlq` and its task queue `<service>` on the
-topic exchange `tasks`. `describe(services)` returns the same as text.
+its handlers), its dead-letter queue `<service>.events.dlq`, the audit queue beside it
+`<service>.events.dlq.audit` (a copy of everything dead-lettered, which the consumer step reads to
+give every message the broker dead-letters a record with its reason; the DLQ itself keeps its
+messages), and its task queue `<service>` on the topic exchange `tasks`. `describe(services)`
+returns the same as text.
 
 Queues are quorum queues unless `EVENTS_QUEUE_TYPE = "classic"`. Queue arguments must not change
 once a queue exists on a broker (RabbitMQ refuses a redeclaration with other arguments).
@@ -51,6 +54,10 @@ def dead_letter_queue_name(service: str) -> str:
     return f"{service}.events.dlq"
 
 
+def dead_letter_audit_queue_name(service: str) -> str:
+    return f"{service}.events.dlq.audit"
+
+
 def dead_letter_routing_key(service: str) -> str:
     return event_queue_name(service)
 
@@ -94,12 +101,22 @@ def dead_letter_queue(service: str) -> Queue:
     )
 
 
+def dead_letter_audit_queue(service: str) -> Queue:
+    return Queue(
+        dead_letter_audit_queue_name(service),
+        dead_letter_exchange,
+        routing_key=dead_letter_routing_key(service),
+        durable=True,
+        queue_arguments=_queue_arguments(),
+    )
+
+
 def _binding(routing_key: str) -> binding:
     return binding(events_exchange, routing_key=routing_key)
 
 
 def service_queues(service: str) -> list[Queue]:
-    return [event_queue(service), dead_letter_queue(service), task_queue(service)]
+    return [event_queue(service), dead_letter_queue(service), dead_letter_audit_queue(service), task_queue(service)]
 
 
 def all_queues(services: Iterable[str]) -> list[Queue]:

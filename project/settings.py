@@ -126,6 +126,8 @@ EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=500)
 EVENTS_CONSUMER_BATCH_SIZE = env.int("EVENTS_CONSUMER_BATCH_SIZE", default=200)
 EVENTS_CONSUMER_BATCH_WINDOW_MS = env.float("EVENTS_CONSUMER_BATCH_WINDOW_MS", default=5.0)
 EVENTS_HANDLER_MAX_ATTEMPTS = env.int("EVENTS_HANDLER_MAX_ATTEMPTS", default=6)
+# An event whose task came back unfinished this many times (its worker died each time) is a dead letter.
+EVENTS_HANDLER_MAX_WORKER_LOSSES = env.int("EVENTS_HANDLER_MAX_WORKER_LOSSES", default=3)
 # A handler task hands its remaining events on after this long, keeping its transaction short.
 EVENTS_HANDLER_BATCH_SECONDS = env.float("EVENTS_HANDLER_BATCH_SECONDS", default=5.0)
 EVENTS_RETRY_BACKOFF_SECONDS = env.float("EVENTS_RETRY_BACKOFF_SECONDS", default=2.0)
