@@ -4,9 +4,6 @@ import pytest
 
 from tests import broker
 
-# Tests publish to a service of their own; it must be known before Celery reads its settings.
-TEST_SERVICE = "testsvc"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
@@ -18,7 +15,6 @@ def pytest_configure(config: pytest.Config) -> None:
     url = broker.url(vhost)
     os.environ["CELERY_BROKER_URL"] = url  # for worker and relay subprocesses
     settings.CELERY_BROKER_URL = url
-    settings.SERVICES = [*settings.SERVICES, TEST_SERVICE]
     settings.EVENTS_RELAY_WAKE_ADDRESS = ""  # in-process relays are driven by the tests
     # Workers run in threads of this process: connections closed after each task, so that the test
     # database can be dropped at the end.

@@ -277,10 +277,15 @@ class EventConsumer(ConsumerMixin):
         self._first_buffered_at = None
 
     @staticmethod
-    def _task_publish_refused(exc: Exception) -> bool:
+    def _task_publish_refused(exc: BaseException | None) -> bool:
+        """Whether the broker nacked the publish (kombu raises it as the cause of an OperationalError)."""
         from amqp.exceptions import MessageNacked
 
-        return isinstance(exc, MessageNacked)
+        while exc is not None:
+            if isinstance(exc, MessageNacked):
+                return True
+            exc = exc.__cause__
+        return False
 
     def _pause(self, seconds: float) -> None:
         """Wait, keeping the consumer's connection alive (messages delivered meanwhile are held)."""

@@ -35,6 +35,8 @@ CE_VERSION_EXTENSION = "eventversion"
 # The longest values the event log, inbox and dead-letter store keep.
 MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone surrogate that no database can store.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
@@ -144,8 +146,12 @@ class Envelope:
     @classmethod
     def from_json(cls, raw: bytes | str, *, traceparent: str | None = None) -> Envelope:
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            # Strict UTF-8: json.loads would let lone surrogates through, which no database stores.
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            body = json.loads(text)
+            if SURROGATE_ESCAPE.search(text):
+                json.dumps(body, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate only
+        except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
             raise MalformedEvent(f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         return cls.from_dict(body, traceparent=traceparent)
 

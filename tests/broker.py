@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -83,3 +84,26 @@ def close_connections(vhost: str, name_prefix: str = "") -> int:
         _api("DELETE", f"connections/{quote(connection['name'], safe='')}", headers={"X-Reason": "test outage"})
         closed += 1
     return closed
+
+
+def set_policy(vhost: str, name: str, pattern: str, definition: dict[str, object], apply_to: str = "queues") -> None:
+    """Apply a policy to the queues of `vhost` matching `pattern` (a length limit, say), as an operator would."""
+    body = {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": 10}
+    try:
+        _api("PUT", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}", json=body).raise_for_status()
+    except httpx.HTTPError:
+        _ctl("set_policy", "-p", vhost, "--apply-to", apply_to, "--priority", "10", name, pattern, json.dumps(definition))
+
+
+def clear_policy(vhost: str, name: str) -> None:
+    try:
+        _api("DELETE", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}").raise_for_status()
+    except httpx.HTTPError:
+        _ctl("clear_policy", "-p", vhost, name)
+
+
+def _ctl(*args: str) -> str:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        raise RuntimeError("neither the management API nor rabbitmqctl is available to manage the test broker")
+    return subprocess.run([ctl, "-q", *args], check=True, capture_output=True, text=True).stdout

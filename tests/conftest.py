@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -103,8 +104,8 @@ def running_relay(purge: None) -> Iterator[Relay]:
         yield relay
 
 
-@pytest.fixture
-def worker(purge: None, settings: Any) -> Iterator[Any]:
+@contextlib.contextmanager
+def in_process_worker(settings: Any) -> Iterator[Any]:
     """A real Celery worker in this process (solo pool) for the test service, consumer step included."""
     from celery.contrib.testing.worker import start_worker
     from celery.worker import state as worker_state
@@ -130,12 +131,18 @@ def worker(purge: None, settings: Any) -> Iterator[Any]:
     connections.close_all()
 
 
+@pytest.fixture
+def worker(purge: None, settings: Any) -> Iterator[Any]:
+    with in_process_worker(settings) as w:
+        yield w
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for relay and worker processes: this test run's broker vhost and database."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
         "EVENTS_RELAY_POLL_SECONDS": "0.05",
     }
     db = connection.settings_dict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -174,3 +175,29 @@ def tricky_handler(event: Event[TrickyV1]) -> None:
             pass  # the mistake: the transaction can no longer commit
     elif event.data.mode == "dangling-fk":
         Permission.objects.create(content_type_id=999_999, codename=event.data.key, name="dangling")  # fails at commit
+    elif event.data.mode == "exit":
+        os._exit(1)  # as a segfault or the OOM killer would end the process
+    elif event.data.mode == "sysexit":
+        raise SystemExit(3)
+    elif event.data.mode == "interrupt":
+        raise KeyboardInterrupt
+
+
+class OutageV1(EventSchema):
+    key: str
+
+
+Outage = event_type("tests", "Outage", versions={"1.0": OutageV1})
+
+
+@subscribe(Outage, version="1.0", service="testsvc", max_attempts=1)
+def outage_handler(event: Event[OutageV1]) -> None:
+    """One attempt only: a lost connection counted as an attempt would make a dead letter at once."""
+    from django.db import connection
+
+    calls[event.data.key] += 1
+    record("outage", event, event.data.key)
+    if outages_left[event.data.key] > 0:
+        outages_left[event.data.key] -= 1
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # the server ends this very connection

@@ -1,5 +1,7 @@
+import json
 import pickle
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
@@ -8,8 +10,9 @@ from kombu import Connection
 
 from events import Event, publish, subscribe
 from events.envelope import Envelope
-from events.models import DeadLetter
+from events.models import DeadLetter, InboxEntry
 from notifications.models import Notification
+from tests import broker
 from tests.conftest import basic_get, raw_publish, relay_all
 from tests.support import Ping, Shipment, wait_for
 
@@ -146,3 +149,139 @@ def test_an_event_no_handler_here_wants_is_a_dead_letter_and_replays_once_a_hand
         amqp.default_channel.queue_unbind("testsvc.events", "events", routing_key="tests.Orphan")
     dead.refresh_from_db()
     assert dead.status == DeadLetter.Status.REPLAYED
+
+
+def _envelope_with_timestamp(text: str, timestamp: str) -> tuple[str, bytes]:
+    envelope = Envelope(event_type="Ping", event_version="1.0", data={"text": text}, source="test")
+    body = json.loads(envelope.to_json())
+    body["timestamp"] = timestamp
+    return envelope.event_id, json.dumps(body).encode()
+
+
+ODD_TIMESTAMPS = ["0999-12-31T00:00:00Z", "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"]
+
+
+def test_odd_timestamps_among_healthy_events_are_dead_letters_and_every_healthy_event_is_handled(
+    worker: object, amqp: Connection
+) -> None:
+    odd_ids = []
+    for n, timestamp in enumerate(ODD_TIMESTAMPS):
+        for k in range(5):
+            raw_publish(amqp, _good(f"healthy {n}.{k}"), "tests.Ping")
+        event_id, body = _envelope_with_timestamp(f"odd {n}", timestamp)
+        odd_ids.append(event_id)
+        raw_publish(amqp, body, "tests.Ping")
+        raw_publish(amqp, _good(f"healthy {n}.after"), "tests.Ping")
+
+    healthy = 6 * len(ODD_TIMESTAMPS)
+    wait_for(lambda: Notification.objects.filter(kind="ping-v1", body__startswith="healthy").count() == healthy)
+    wait_for(lambda: DeadLetter.objects.count() == len(ODD_TIMESTAMPS))
+    assert set(DeadLetter.objects.values_list("event_id", flat=True)) == set(odd_ids)  # found by id in the admin
+    assert all("timestamp" in reason for reason in DeadLetter.objects.values_list("reason", flat=True))
+    wait_for(lambda: Notification.objects.filter(kind="ping-v2", body__startswith="healthy").count() == healthy)
+    assert not Notification.objects.filter(body__startswith="odd").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, "RecursionError"),
+        (_envelope_with_timestamp("overflow", "0001-01-01T00:00:00+01:00")[1], "outside the years 1-9999"),
+        (_good("surrogate").replace(b'"surrogate"', b'"\\udcff"'), "UnicodeEncodeError"),
+    ],
+    ids=["deeply-nested", "offset-overflow", "lone-surrogate"],
+)
+def test_content_that_breaks_a_parser_is_dead_lettered_on_first_sight(
+    worker: object, amqp: Connection, body: bytes, reason: str
+) -> None:
+    raw_publish(amqp, body, "tests.Ping")
+    raw_publish(amqp, _good("next"), "tests.Ping")
+
+    wait_for(lambda: _handled("ping-v1", "next"))
+    dead = wait_for(lambda: DeadLetter.objects.first())
+    assert reason in dead.reason
+    in_dlq = wait_for(lambda: basic_get(amqp, "testsvc.events.dlq"), timeout=5)
+    assert in_dlq.body == body
+    # Rejected once, at its first delivery: never requeued.
+    assert in_dlq.headers["x-death"][0]["reason"] == "rejected" and in_dlq.headers["x-death"][0]["count"] == 1
+    assert in_dlq.headers.get("x-delivery-count", 0) == 0
+    assert DeadLetter.objects.count() == 1
+
+
+def test_cloudevents_are_identified_by_source_and_id_together(worker: object, amqp: Connection) -> None:
+    for source in ("/producer-a", "/producer-b"):
+        for n in range(1, 6):
+            event = CloudEvent(
+                attributes={
+                    "id": str(n),
+                    "source": source,
+                    "type": "com.example.tests.Ping",
+                    "datacontenttype": "application/json",
+                    "eventversion": "1.0",
+                },
+                data={"text": f"{source} {n}"},
+            )
+            message = ce_rabbitmq.to_binary_event(event)
+            raw_publish(amqp, message.body, "tests.Ping", content_type=message.content_type, headers=message.headers)
+
+    wait_for(lambda: Notification.objects.filter(kind="ping-v1").count() == 10)
+    wait_for(lambda: Notification.objects.filter(kind="ping-v2").count() == 10)
+    assert InboxEntry.objects.count() == 20
+    assert set(InboxEntry.objects.values_list("source", flat=True)) == {"/producer-a", "/producer-b"}
+
+
+def test_a_task_queue_that_refuses_publishes_holds_the_events_back_and_loses_none(
+    worker: Any, amqp: Connection, broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from project.celery import app
+
+    vhost = broker.vhost_of(broker_url)
+    ready = lambda: amqp.default_channel.queue_declare("testsvc", passive=True).message_count  # noqa: E731
+    # The handler tasks queue up unconsumed; once one is waiting, the broker refuses the next.
+    app.control.cancel_consumer("testsvc", destination=[worker.hostname], reply=True, timeout=5)
+    wait_for(lambda: amqp.default_channel.queue_declare("testsvc", passive=True).consumer_count == 0)
+    broker.set_policy(vhost, "full", r"^testsvc$", {"max-length": 1, "overflow": "reject-publish"})
+    try:
+        raw_publish(amqp, _good("first"), "tests.Ping")
+        wait_for(ready, message="the first task to wait in its queue")
+        for n in range(30):
+            raw_publish(amqp, _good(f"held {n}"), "tests.Ping")
+        wait_for(lambda: "the broker refused" in caplog.text, message="the consumer to meet the refusal")
+        held = amqp.default_channel.queue_declare("testsvc.events", passive=True)
+        assert held.message_count == 0  # not given back to the queue: still with the consumer, unacked
+    finally:
+        broker.clear_policy(vhost, "full")
+        app.control.add_consumer("testsvc", destination=[worker.hostname], reply=True, timeout=5)
+
+    wait_for(lambda: Notification.objects.filter(kind="ping-v1", body__startswith="held").count() == 30, timeout=30)
+    wait_for(lambda: Notification.objects.filter(kind="ping-v2", body__startswith="held").count() == 30, timeout=30)
+    assert Notification.objects.filter(kind="ping-v1", body="first").count() == 1
+    assert not DeadLetter.objects.exists()
+    assert basic_get(amqp, "testsvc.events.dlq") is None
+
+
+def test_what_the_broker_dead_letters_gets_a_dead_letter_with_the_reason(
+    purge: None, amqp: Connection, broker_url: str, settings: object
+) -> None:
+    from tests.conftest import in_process_worker
+
+    vhost = broker.vhost_of(broker_url)
+    envelopes = [Envelope(event_type="Ping", event_version="1.0", data={"text": f"queued {n}"}, source="t") for n in range(4)]
+    broker.set_policy(vhost, "short", r"^testsvc\.events$", {"max-length": 1})  # an operator's length limit
+    try:
+        for envelope in envelopes:
+            raw_publish(amqp, envelope.to_json(), "tests.Ping")
+        wait_for(lambda: amqp.default_channel.queue_declare("testsvc.events.dlq", passive=True).message_count == 3, timeout=10)
+    finally:
+        broker.clear_policy(vhost, "short")
+
+    with in_process_worker(settings):
+        wait_for(lambda: DeadLetter.objects.count() == 3)
+        wait_for(lambda: _handled("ping-v1", "queued 3"))
+    dead = list(DeadLetter.objects.order_by("event_id"))
+    assert {d.event_id for d in dead} == {e.event_id for e in envelopes[:3]}
+    assert all(d.stage == DeadLetter.Stage.BROKER and "maxlen" in d.reason and d.raw_body for d in dead)
+    assert dead[0].routing_key == "tests.Ping"
+    # The DLQ keeps its messages: the admin and the broker agree.
+    assert amqp.default_channel.queue_declare("testsvc.events.dlq", passive=True).message_count == 3
+    assert amqp.default_channel.queue_declare("testsvc.events.dlq.audit", passive=True).message_count == 0

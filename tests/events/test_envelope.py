@@ -6,7 +6,7 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.v1.event import CloudEvent
 
 from events.envelope import Envelope, decode_message
-from events.errors import MalformedEvent
+from events.errors import InvalidTimestamp, MalformedEvent
 
 ORDER_PLACED_1_0 = (
     b'{"eventType": "OrderPlaced", "eventVersion": "1.0", "timestamp": "2025-07-07T14:05:00Z", '
@@ -147,3 +147,81 @@ def test_a_traceparent_that_is_not_w3c_trace_context_is_dropped() -> None:
     assert decode_message(ORDER_PLACED_1_0, "application/json", {"traceparent": "x" * 500}).traceparent is None
     good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     assert decode_message(ORDER_PLACED_1_0, "application/json", {"traceparent": good}).traceparent == good
+
+
+# Timestamps no envelope may carry: before 1970 (AMQP counts unsigned seconds), before year 1000 (once
+# written unpadded), an offset that leaves the years 1-9999 in UTC, no time zone.
+BAD_TIMESTAMPS = [
+    ("0999-12-31T00:00:00Z", "before 1970-01-01"),
+    ("0001-01-01T00:00:00Z", "before 1970-01-01"),
+    ("0042-06-01T12:00:00+00:00", "before 1970-01-01"),
+    ("1969-12-31T23:59:59.999999Z", "before 1970-01-01"),
+    ("1900-01-01T00:00:00+05:30", "before 1970-01-01"),
+    ("0001-01-01T00:00:00+01:00", "outside the years 1-9999"),
+    ("9999-12-31T23:30:00-01:00", "outside the years 1-9999"),
+    ("2025-07-07T14:05:00", "no time zone"),
+    ("2025-13-01T00:00:00Z", "not ISO 8601"),
+]
+
+
+@pytest.mark.parametrize(("timestamp", "reason"), BAD_TIMESTAMPS, ids=[t for t, _ in BAD_TIMESTAMPS])
+def test_a_timestamp_outside_the_rule_is_refused_with_its_reason(timestamp: str, reason: str) -> None:
+    body = ORDER_PLACED_1_0.replace(b'"2025-07-07T14:05:00Z"', json.dumps(timestamp).encode())
+
+    with pytest.raises(InvalidTimestamp, match=reason):
+        decode_message(body, "application/json", {})
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("2025-07-07T16:05:00+02:00", "2025-07-07T14:05:00Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+        ("1970-01-01T05:30:00+05:30", "1970-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_inside_the_rule_are_normalised_to_utc(given: str, stored: str) -> None:
+    body = ORDER_PLACED_1_0.replace(b'"2025-07-07T14:05:00Z"', json.dumps(given).encode())
+
+    envelope = decode_message(body, "application/json", {})
+
+    assert json.loads(envelope.to_json())["timestamp"] == stored
+    assert envelope.amqp_properties()["timestamp"] >= 0
+
+
+@pytest.mark.parametrize(
+    "when", [datetime(1969, 7, 20, 20, 17, tzinfo=UTC), datetime(999, 12, 31, tzinfo=UTC), datetime(2025, 1, 1)], ids=str
+)
+def test_no_envelope_can_be_made_with_a_timestamp_outside_the_rule(when: datetime) -> None:
+    with pytest.raises(InvalidTimestamp):
+        Envelope(event_type="Ping", event_version="1.0", data={}, source="s", timestamp=when)
+
+
+@pytest.mark.parametrize("when", ["0999-12-31T00:00:00Z", "1960-01-01T00:00:00Z"])
+def test_a_cloudevent_timestamped_outside_the_rule_is_refused(when: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/go", "ce-type": "x.Ping", "ce-time": when}
+
+    with pytest.raises(MalformedEvent, match="timestamp|time"):
+        decode_message(b'{"text": "hi"}', "application/json", headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+        ('{"eventType": "\udcff"}'.encode("utf-8", "surrogatepass"), "not valid JSON: UnicodeDecodeError"),
+        (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\udcff"), "not valid JSON: UnicodeEncodeError"),
+        (b'{"eventType": 1e999999}', "must be a string|missing required fields"),
+    ],
+    ids=["deeply-nested", "bad-utf8", "escaped-lone-surrogate", "huge-number"],
+)
+def test_content_that_breaks_a_parser_is_malformed_not_an_unexpected_error(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        decode_message(body, "application/json", {})
+
+
+def test_characters_outside_the_basic_plane_written_as_surrogate_pairs_are_read() -> None:
+    body = ORDER_PLACED_1_0.replace(b"USR789", b"USR\\ud83d\\ude00")
+
+    assert decode_message(body, "application/json", {}).data["userId"] == "USR\U0001f600"

@@ -1,9 +1,11 @@
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 from django.db import IntegrityError, transaction
 
 from events import publish, tracing
 from events.envelope import Envelope
-from events.errors import InvalidEventData
+from events.errors import InvalidEventData, InvalidTimestamp
 from events.models import StoredEvent
 from tests.support import Ping
 
@@ -62,3 +64,28 @@ def test_events_published_while_handling_one_carry_its_correlation_and_causation
     assert effect.causation_id == cause.event_id
     trace = effect.metadata["traceparent"].split("-")
     assert trace[1] == "a" * 32 and trace[2] != "b" * 16
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(999, 12, 31, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2025, 7, 7, 14, 5),
+    ],
+    ids=["before-1970", "year-999", "offset-overflow", "naive"],
+)
+def test_publish_refuses_a_timestamp_no_envelope_can_carry_and_writes_nothing(when: datetime) -> None:
+    with pytest.raises(InvalidTimestamp):
+        publish(Ping, {"text": "when?"}, version="1.0", timestamp=when)
+
+    assert not StoredEvent.objects.exists()
+
+
+def test_publish_keeps_a_given_timestamp_in_utc() -> None:
+    stored = publish(
+        Ping, {"text": "then"}, version="1.0", timestamp=datetime(2025, 7, 7, 16, 5, tzinfo=timezone(timedelta(hours=2)))
+    )
+
+    assert StoredEvent.objects.get(pk=stored.pk).timestamp == datetime(2025, 7, 7, 14, 5, tzinfo=UTC)

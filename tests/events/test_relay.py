@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.db import transaction
@@ -95,3 +96,41 @@ def test_an_unroutable_event_lands_in_events_unrouted(amqp: Connection, purge: N
     message = wait_for(lambda: basic_get(amqp, topology.UNROUTED), timeout=5)
     assert message.body == b'{"nobody": "listens"}'
     assert message.delivery_info["routing_key"] == "nobody.Listens"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [datetime(1969, 7, 20, 20, 17, tzinfo=UTC), datetime(1900, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)],
+    ids=["1969", "1900", "year-1"],
+)
+def test_a_row_the_relay_cannot_encode_is_set_aside_and_the_log_flows_on(amqp: Connection, purge: None, when: datetime) -> None:
+    # Rows written around publish() (raw SQL, an old version, a restored backup) can still hold anything.
+    odd = publish(Ping, {"text": "odd"}, version="1.0")
+    StoredEvent.objects.filter(pk=odd.pk).update(timestamp=when)
+    with transaction.atomic():
+        for n in range(60):
+            publish(Ping, {"text": f"healthy {n}"}, version="1.0")
+
+    with RelayThread(Relay(wake_address="", poll_seconds=0.05, batch_size=25)) as relay:
+        wait_for(lambda: StoredEvent.objects.filter(published_at__isnull=False).count() == 60, timeout=30)
+        assert relay.stop_event.is_set() is False
+
+    odd.refresh_from_db()
+    assert odd.published_at is None
+    assert "cannot be made into a message" in odd.rejected_reason and "before 1970" in odd.rejected_reason
+    texts = [json.loads(m.body)["data"]["text"] for m in _drain(amqp, "testsvc.events")]
+    assert texts == [f"healthy {n}" for n in range(60)]
+
+
+def test_a_message_py_amqp_cannot_encode_is_set_aside_by_the_publisher(amqp: Connection, purge: None) -> None:
+    from events.relay import ConfirmingPublisher, Outgoing
+
+    publisher = ConfirmingPublisher(amqp)
+    good = Outgoing(2, "tests.Ping", b"{}", {"content_type": "application/json", "delivery_mode": 2})
+    bad = Outgoing(1, "tests.Ping", b"{}", {"content_type": "application/json", "timestamp": -1})
+
+    unsendable = publisher.send([bad, good])
+
+    assert list(unsendable) == [1] and "cannot be encoded as an AMQP message" in unsendable[1]
+    acked, nacked = publisher.wait(0, timeout=10)
+    assert (acked, nacked) == ([2], [])
