@@ -1,13 +1,17 @@
-import pytest
+from typing import Any
 
-from events import handling, publish, subscriptions
+import pytest
+from django.db import connection, transaction
+from kombu import Connection
+
+from events import deadletters, handling, publish, subscriptions
 from events.deadletters import NotReplayable, dead_letter_replay
 from events.envelope import Envelope
 from events.models import DeadLetter, InboxEntry
 from notifications.models import Notification
 from tests import support
 from tests.conftest import basic_get, relay_all
-from tests.support import Flaky, Ping, wait_for
+from tests.support import Flaky, Ping, Tricky, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,3 +158,87 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped(settings: object)
         delays = [handling.backoff_seconds(attempt) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
+
+
+def test_an_event_a_task_cannot_read_is_a_dead_letter_and_the_rest_of_the_task_is_handled(worker: object) -> None:
+    good = [_tricky(f"readable {n}") for n in range(3)]
+    unreadable = [
+        {
+            **handling.item(_tricky("year 999")),
+            "event": {**good[0].to_dict(), "eventId": "year-999", "timestamp": "0999-01-01T00:00:00Z"},
+        },
+        {**handling.item(_tricky("no event")), "event": None},
+        "not even an object",
+    ]
+
+    handling._send(
+        "tests.support.tricky_handler", "testsvc", [handling.item(good[0]), *unreadable, *map(handling.item, good[1:])]
+    )
+
+    wait_for(lambda: Notification.objects.filter(kind="tricky").count() == 3)
+    dead = wait_for(lambda: list(DeadLetter.objects.order_by("id")) if DeadLetter.objects.count() == 3 else None)
+    assert all(d.reason.startswith("the handler task cannot read this event") for d in dead)
+    assert dead[0].event_id == "year-999" and "before 1970" in dead[0].reason
+    assert all(d.handler == "tests.support.tricky_handler" and d.raw_body for d in dead)
+
+
+def test_a_dead_letter_is_stored_once_however_often_its_event_comes_back(amqp: Connection, purge: None) -> None:
+    envelope = _tricky("twice dead")
+
+    for attempts in (2, 3):
+        deadletters.record_handler_failure(
+            service="testsvc", handler="tests.support.tricky_handler", envelope=envelope, reason="boom", tb="", attempts=attempts
+        )
+
+    dead = DeadLetter.objects.get()
+    assert dead.attempts == 3
+    assert basic_get(amqp, "testsvc.events.dlq") is not None and basic_get(amqp, "testsvc.events.dlq") is None
+    DeadLetter.objects.update(status=DeadLetter.Status.REPLAYED)  # replayed, then it fails again
+    deadletters.record_handler_failure(
+        service="testsvc", handler="tests.support.tricky_handler", envelope=envelope, reason="boom", tb="", attempts=1
+    )
+    assert DeadLetter.objects.filter(status=DeadLetter.Status.OPEN).count() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates PostgreSQL backends")
+def test_connections_terminated_mid_batch_spend_no_attempts(worker: object) -> None:
+    keys = [f"o{n}" for n in range(12)]
+    support.outages_left.update({"o3": 2, "o8": 1})
+    events = [Envelope(event_type="Outage", event_version="1.0", data={"key": k}, source="t") for k in keys]
+
+    handling.dispatch(subscriptions.get("tests.support.outage_handler"), [handling.item(e) for e in events])
+
+    # One attempt each: had a lost connection counted as an attempt, o3 and o8 would be dead letters.
+    wait_for(lambda: Notification.objects.filter(kind="outage").count() == 12, timeout=60)
+    assert not DeadLetter.objects.exists()
+    assert sorted(Notification.objects.filter(kind="outage").values_list("body", flat=True)) == sorted(keys)
+    # Each outage rolls the whole batch back, so an event runs again after any outage in its batch.
+    assert support.calls["o3"] >= 3 and support.calls["o8"] >= 2
+
+
+def test_a_handler_that_kills_its_worker_becomes_a_dead_letter_and_its_batch_is_handled(
+    processes: Any, purge: None, amqp: Connection
+) -> None:
+    processes("worker", "-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "2", "-n", "poison@test", "-l", "INFO")
+    healthy = [f"healthy {n}" for n in range(20)]
+    poison = {"exit": None, "sysexit": None, "interrupt": None}
+    with transaction.atomic():
+        for n, key in enumerate(healthy):
+            publish(Tricky, {"key": key})
+            if n % 7 == 3:
+                mode = list(poison)[n // 7]
+                poison[mode] = str(publish(Tricky, {"key": f"poison {mode}", "mode": mode}).event_id)
+    relay_all()
+
+    wait_for(lambda: Notification.objects.filter(kind="tricky").count() == 20, timeout=120, message="the healthy events")
+    dead = wait_for(lambda: list(DeadLetter.objects.all()) if DeadLetter.objects.count() == 3 else None, timeout=120)
+    assert {d.event_id for d in dead} == set(poison.values())
+    assert all(d.stage == DeadLetter.Stage.HANDLER and "worker handling it died" in d.reason for d in dead)
+    assert sorted(Notification.objects.values_list("body", flat=True)) == sorted(healthy)
+    copies = [basic_get(amqp, "testsvc.events.dlq") for _ in range(3)]
+    assert {m.properties["message_id"] for m in copies if m} == set(poison.values())
+
+    publish(Tricky, {"key": "after"})  # the queue moves on
+    relay_all()
+    wait_for(lambda: Notification.objects.filter(body="after").exists(), timeout=30)
+    assert DeadLetter.objects.count() == 3
