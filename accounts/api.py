@@ -6,7 +6,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from pydantic import ValidationInfo, field_validator
 
 from accounts.services import UsernameTaken, user_register
@@ -70,10 +70,10 @@ class UserOut(Schema):
 # require a token.
 @router.post("", response={201: UserOut, 409: ErrorOut, **BODY_ERRORS}, include_in_schema=False)
 @router.post("/", response={201: UserOut, 409: ErrorOut, **BODY_ERRORS}, url_name="user-register", summary="Register a user")
-def user_register_view(request: HttpRequest, payload: UserRegistration) -> tuple[int, Any]:
+def user_register_view(request: HttpRequest, payload: UserRegistration) -> Status:
     """Create a user; its UserRegistered event makes the notifications service send a welcome email."""
     try:
         user = user_register(username=payload.username, email=payload.email, password=payload.password)
     except UsernameTaken as exc:
-        return 409, {"detail": f"the username {exc.username!r} is taken"}
-    return 201, user
+        return Status(409, {"detail": f"the username {exc.username!r} is taken"})
+    return Status(201, user)
