@@ -60,7 +60,7 @@ class PublishedFilter(admin.SimpleListFilter):
 @admin.register(StoredEvent)
 class StoredEventAdmin(ReadOnlyAdmin):
     # Narrow enough, with the filter column, for a 1,440-px screen.
-    list_display = ["position", "event_id_column", "type_and_version", "subject_and_sequence", "timestamp", "state"]
+    list_display = ["position", "event_id_column", "type_and_version", "subject_and_sequence", "time", "state"]
     list_display_links = ["position", "event_id_column"]
     list_filter = [PublishedFilter, "event_type", "topic"]
     search_fields = ["=event_id", "=subject", "=correlation_id", "=causation_id"]
@@ -89,7 +89,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
     ) -> HttpResponse:
         return super().change_view(request, object_id, form_url, {"title": "Event", **(extra_context or {})})
 
-    @admin.display(description="eventId")
+    @admin.display(description="event ID")
     def event_id_column(self, event: StoredEvent) -> str:
         return str(event.event_id)
 
@@ -101,6 +101,10 @@ class StoredEventAdmin(ReadOnlyAdmin):
     def subject_and_sequence(self, event: StoredEvent) -> str:
         subject = _truncated(event.subject, 40) or "-"
         return f"{subject} ({event.sequence})" if event.sequence is not None else subject
+
+    @admin.display(description="timestamp (UTC)", ordering="timestamp")
+    def time(self, event: StoredEvent) -> str:
+        return f"{event.timestamp:%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="relay")
     def state(self, event: StoredEvent) -> str:

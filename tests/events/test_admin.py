@@ -65,7 +65,7 @@ def test_the_event_log_lists_event_ids_newest_first(admin_client: Client) -> Non
 
     html = page.content.decode()
     assert page.context["title"] == "Event log"
-    assert ">eventId<" in html
+    assert ">Event ID<" in html
     assert html.index(str(second.event_id)) < html.index(str(first.event_id))
     assert "tests.Ping (1.0)" in html and "ping-7 (3)" in html and "waiting" in html
 
