@@ -178,3 +178,16 @@ def test_the_openapi_document_and_the_docs_are_served() -> None:
     operation = document["paths"]["/api/users/"]["post"]
     assert {"201", "400", "409", "413", "415", "422"} <= set(operation["responses"])
     assert client.get("/api/docs").status_code == 200
+
+
+def test_a_validation_error_from_the_service_is_a_422_in_the_same_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.exceptions import ValidationError
+
+    def refuses(**kwargs: object) -> None:
+        raise ValidationError({"email": ValidationError("That domain takes no new users.", code="domain")})
+
+    monkeypatch.setattr("accounts.api.user_register", refuses)
+
+    detail = assert_json_error(post({"username": "ada", "email": "ada@example.com"}), 422)
+
+    assert detail == [{"type": "domain", "loc": ["body", "payload", "email"], "msg": "That domain takes no new users."}]
