@@ -1,4 +1,4 @@
-"""The envelope: the one JSON shape of every event on the wire (see DESIGN.md, "The envelope").
+"""The envelope: the one JSON shape of every event on the wire (see docs/architecture.md, "The envelope").
 
 `Envelope.to_json` writes the fields in the documented order with the documented spelling, so
 that a body round-trips byte for byte. `decode_message` is the single entry point for bytes

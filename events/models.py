@@ -40,7 +40,7 @@ class StoredEvent(models.Model):
     class Meta:
         ordering = ["position"]
         verbose_name = "event"
-        verbose_name_plural = "event log"
+        verbose_name_plural = "events"
         constraints = [
             models.UniqueConstraint(
                 fields=["subject", "sequence"],

@@ -1,4 +1,4 @@
-"""Every name on the broker, built here and only here (see DESIGN.md, "Names on the broker").
+"""Every name on the broker, built here and only here (see docs/architecture.md, "Names on the broker").
 
 `declare(connection, services)` declares the whole topology idempotently: the topic exchange
 `events` with its alternate exchange `events.unrouted`, the dead-letter exchange `events.dlx`,

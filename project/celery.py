@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -21,6 +21,24 @@ def _configure_bus(sender: Celery, **kwargs: object) -> None:
 
 # The event consumer runs inside every worker, for the services named on its -Q.
 app.steps["consumer"].add("events.consumer:EventConsumerStep")
+
+
+@setup_logging.connect
+def _use_django_logging(loglevel: int | None = None, **kwargs: object) -> None:
+    """Workers and beat log through Django's LOGGING alone: one line per record, one format.
+
+    Without this Celery adds its own handler next to Django's (every line twice) and turns the
+    process's stdout into WARNING records of `celery.redirected`. The -l/--loglevel option of the
+    command line still sets the level.
+    """
+    import logging
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 @worker_init.connect

@@ -3,7 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.generic import RedirectView
 
-from accounts.views import user_register
+from project.api import api
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -13,6 +13,6 @@ def health(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("api/users/", user_register, name="user-register"),
+    path("api/", api.urls),
     path("health/", health, name="health"),
 ]

@@ -1,14 +1,22 @@
-"""The real RabbitMQ for tests: one vhost per test run, created and deleted here."""
+"""The real RabbitMQ for tests: one vhost per test run, created and deleted here.
+
+Administration (vhosts, listing and closing client connections) goes through the management
+HTTP API when it is up, and through `rabbitmqctl` on the same machine when it is not (a fresh
+RabbitMQ has no management plugin). `admin()` picks one at the start of the run; when neither
+works, the run stops at once with `HOW_TO_ADMINISTER`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import socket
 import subprocess
 import uuid
-from urllib.parse import quote, urlsplit
+from typing import Protocol
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -19,9 +27,142 @@ USER = os.environ.get("TEST_RABBITMQ_USER", "guest")
 PASSWORD = os.environ.get("TEST_RABBITMQ_PASSWORD", "guest")
 
 HOW_TO_START = f"""RabbitMQ is not reachable at {HOST}:{PORT}. The tests use the real broker and never skip.
-Start it and enable its management API, then run the tests again:
-    sudo rabbitmq-server -detached && sudo rabbitmq-plugins enable rabbitmq_management
-or: docker compose up -d rabbitmq"""
+Start it, then run the tests again:
+    sudo rabbitmq-server -detached      (or: brew services start rabbitmq, or: docker compose up -d rabbitmq)"""
+
+HOW_TO_ADMINISTER = f"""RabbitMQ answers at {HOST}:{PORT}, but the tests cannot administer it (create a vhost for
+the run, close client connections): its management API at {MANAGEMENT} is not up, and
+`rabbitmqctl` is {{ctl}}.
+Either enable the management API:
+    sudo rabbitmq-plugins enable rabbitmq_management    (docker compose's rabbitmq has it)
+or run the tests as a user that may run rabbitmqctl against this broker (root or the rabbitmq user).
+Elsewhere than {HOST}:15672: TEST_RABBITMQ_MANAGEMENT=http://host:port"""
+
+
+class BrokerAdminUnavailable(RuntimeError):
+    pass
+
+
+class Admin(Protocol):
+    name: str
+
+    def works(self) -> bool: ...
+    def add_vhost(self, vhost: str) -> None: ...
+    def delete_vhost(self, vhost: str) -> None: ...
+    def connections(self, vhost: str) -> list[tuple[str, str]]:
+        """(broker's id for the connection, client's connection_name) of each client connection."""
+        ...
+
+    def close_connection(self, name: str, reason: str) -> None: ...
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, object]) -> None: ...
+    def clear_policy(self, vhost: str, name: str) -> None: ...
+
+
+class ManagementApi:
+    name = "management API"
+
+    def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        response = httpx.request(method, f"{MANAGEMENT}/api/{path}", auth=(USER, PASSWORD), timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def works(self) -> bool:
+        try:
+            self._request("GET", "overview")
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def add_vhost(self, vhost: str) -> None:
+        self._request("PUT", f"vhosts/{quote(vhost, safe='')}")
+        self._request("PUT", f"permissions/{quote(vhost, safe='')}/{USER}", json={"configure": ".*", "write": ".*", "read": ".*"})
+
+    def delete_vhost(self, vhost: str) -> None:
+        self._request("DELETE", f"vhosts/{quote(vhost, safe='')}")
+
+    def connections(self, vhost: str) -> list[tuple[str, str]]:
+        # A new connection is listed after the statistics interval (5 s by default): callers poll.
+        listed = self._request("GET", f"vhosts/{quote(vhost, safe='')}/connections").json()
+        return [(c["name"], c.get("client_properties", {}).get("connection_name", "")) for c in listed]
+
+    def close_connection(self, name: str, reason: str) -> None:
+        self._request("DELETE", f"connections/{quote(name, safe='')}", headers={"X-Reason": reason})
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, object]) -> None:
+        body = {"pattern": pattern, "definition": definition, "apply-to": "queues", "priority": 10}
+        self._request("PUT", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}", json=body)
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+
+class Rabbitmqctl:
+    name = "rabbitmqctl"
+
+    def __init__(self) -> None:
+        self.path = shutil.which("rabbitmqctl")
+
+    def _run(self, *args: str) -> str:
+        if self.path is None:
+            raise BrokerAdminUnavailable("rabbitmqctl is not on PATH")
+        done = subprocess.run([self.path, "-q", *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise BrokerAdminUnavailable(f"rabbitmqctl {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
+        return done.stdout
+
+    def works(self) -> bool:
+        try:
+            self._run("list_vhosts")
+        except (BrokerAdminUnavailable, OSError, subprocess.TimeoutExpired):
+            return False
+        return True
+
+    def add_vhost(self, vhost: str) -> None:
+        self._run("add_vhost", vhost)
+        self._run("set_permissions", "-p", vhost, USER, ".*", ".*", ".*")
+
+    def delete_vhost(self, vhost: str) -> None:
+        self._run("delete_vhost", vhost)
+
+    def connections(self, vhost: str) -> list[tuple[str, str]]:
+        # close_connection takes a connection's process id, which only the table format prints
+        # usably; the JSON format gives the client properties (as [key, type, value] triples).
+        # The broker's name for a connection joins the two.
+        table = self._run("list_connections", "-p", vhost, "--no-table-headers", "name", "pid")
+        pids = dict(line.rsplit("\t", 1) for line in table.splitlines() if "\t" in line)
+        listed = json.loads(
+            self._run("list_connections", "-p", vhost, "--formatter", "json", "name", "client_properties") or "[]"
+        )
+        return [
+            (pids[c["name"]], next((value for key, _, value in c["client_properties"] if key == "connection_name"), ""))
+            for c in listed
+            if c["name"] in pids
+        ]
+
+    def close_connection(self, name: str, reason: str) -> None:
+        self._run("close_connection", name, reason)
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, object]) -> None:
+        self._run("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "10", name, pattern, json.dumps(definition))
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self._run("clear_policy", "-p", vhost, name)
+
+
+@functools.cache
+def admin() -> Admin:
+    """The first way of administering the broker that works; raises with how to fix it if none does."""
+    candidates: list[Admin] = [ManagementApi(), Rabbitmqctl()]
+    for candidate in candidates:
+        if candidate.works():
+            return candidate
+    ctl = Rabbitmqctl()
+    state = "not on PATH" if ctl.path is None else f"at {ctl.path} but cannot reach the broker (not allowed to?)"
+    raise BrokerAdminUnavailable(HOW_TO_ADMINISTER.format(ctl=state))
+
+
+def working_admins() -> list[Admin]:
+    return [candidate for candidate in (ManagementApi(), Rabbitmqctl()) if candidate.works()]
 
 
 def reachable() -> bool:
@@ -32,35 +173,14 @@ def reachable() -> bool:
         return False
 
 
-def _api(method: str, path: str, **kwargs: object) -> httpx.Response:
-    return httpx.request(method, f"{MANAGEMENT}/api/{path}", auth=(USER, PASSWORD), timeout=10, **kwargs)
-
-
 def create_vhost() -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
-    try:
-        _api("PUT", f"vhosts/{quote(name, safe='')}").raise_for_status()
-        _api(
-            "PUT",
-            f"permissions/{quote(name, safe='')}/{USER}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    except httpx.HTTPError:
-        ctl = shutil.which("rabbitmqctl")
-        if ctl is None:
-            raise
-        subprocess.run([ctl, "add_vhost", name], check=True, capture_output=True)
-        subprocess.run([ctl, "set_permissions", "-p", name, USER, ".*", ".*", ".*"], check=True, capture_output=True)
+    admin().add_vhost(name)
     return name
 
 
 def delete_vhost(name: str) -> None:
-    try:
-        _api("DELETE", f"vhosts/{quote(name, safe='')}").raise_for_status()
-    except httpx.HTTPError:
-        ctl = shutil.which("rabbitmqctl")
-        if ctl is not None:
-            subprocess.run([ctl, "delete_vhost", name], check=False, capture_output=True)
+    admin().delete_vhost(name)
 
 
 def url(vhost: str) -> str:
@@ -68,42 +188,25 @@ def url(vhost: str) -> str:
 
 
 def vhost_of(broker_url: str) -> str:
-    from urllib.parse import unquote
-
     return unquote(urlsplit(broker_url).path.lstrip("/")) or "/"
 
 
-def close_connections(vhost: str, name_prefix: str = "") -> int:
-    """Force-close client connections to `vhost` (a broker outage, as those clients see it)."""
-    response = _api("GET", f"vhosts/{quote(vhost, safe='')}/connections")
-    response.raise_for_status()
+def close_connections(vhost: str, name_prefix: str = "", using: Admin | None = None) -> int:
+    """Force-close client connections to `vhost` whose connection_name starts with `name_prefix`
+    (a broker outage, as those clients see it); returns how many were closed."""
+    using = using or admin()
     closed = 0
-    for connection in response.json():
-        if not connection.get("client_properties", {}).get("connection_name", "").startswith(name_prefix):
-            continue
-        _api("DELETE", f"connections/{quote(connection['name'], safe='')}", headers={"X-Reason": "test outage"})
-        closed += 1
+    for name, connection_name in using.connections(vhost):
+        if connection_name.startswith(name_prefix):
+            using.close_connection(name, "test outage")
+            closed += 1
     return closed
 
 
-def set_policy(vhost: str, name: str, pattern: str, definition: dict[str, object], apply_to: str = "queues") -> None:
+def set_policy(vhost: str, name: str, pattern: str, definition: dict[str, object]) -> None:
     """Apply a policy to the queues of `vhost` matching `pattern` (a length limit, say), as an operator would."""
-    body = {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": 10}
-    try:
-        _api("PUT", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}", json=body).raise_for_status()
-    except httpx.HTTPError:
-        _ctl("set_policy", "-p", vhost, "--apply-to", apply_to, "--priority", "10", name, pattern, json.dumps(definition))
+    admin().set_policy(vhost, name, pattern, definition)
 
 
 def clear_policy(vhost: str, name: str) -> None:
-    try:
-        _api("DELETE", f"policies/{quote(vhost, safe='')}/{quote(name, safe='')}").raise_for_status()
-    except httpx.HTTPError:
-        _ctl("clear_policy", "-p", vhost, name)
-
-
-def _ctl(*args: str) -> str:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise RuntimeError("neither the management API nor rabbitmqctl is available to manage the test broker")
-    return subprocess.run([ctl, "-q", *args], check=True, capture_output=True, text=True).stdout
+    admin().clear_policy(vhost, name)

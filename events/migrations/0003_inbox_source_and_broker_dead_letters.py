@@ -48,6 +48,10 @@ class Migration(migrations.Migration):
             name='source',
             field=models.CharField(default='', max_length=200),
         ),
+        migrations.AlterModelOptions(
+            name="storedevent",
+            options={"ordering": ["position"], "verbose_name": "event", "verbose_name_plural": "events"},
+        ),
         migrations.RunPython(fill_inbox_sources, migrations.RunPython.noop),
         migrations.RunPython(merge_duplicate_dead_letters, migrations.RunPython.noop),
         migrations.AlterField(
