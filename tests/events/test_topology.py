@@ -17,10 +17,13 @@ def test_every_name_on_the_broker_follows_the_design() -> None:
         "tests.Tick",
         "tests.Slow",
         "tests.Tricky",
+        "tests.Outage",
     }
     assert {b.exchange.name for b in queue.bindings} == {"events"}
     assert queue.queue_arguments["x-dead-letter-exchange"] == "events.dlx"
     assert topology.dead_letter_queue("testsvc").name == "testsvc.events.dlq"
+    audit = topology.dead_letter_audit_queue("testsvc")
+    assert (audit.name, audit.exchange.name, audit.routing_key) == ("testsvc.events.dlq.audit", "events.dlx", "testsvc.events")
     task_queue = topology.task_queue("testsvc")
     assert (task_queue.name, task_queue.exchange.name, task_queue.exchange.type) == ("testsvc", "tasks", "topic")
     assert topology.events_exchange.arguments == {"alternate-exchange": "events.unrouted"}
