@@ -81,13 +81,7 @@ class Management:
         return json.loads(raw) if raw else None
 
     def overview(self) -> dict[str, Any]:
-        try:
-            return self.call("GET", "/api/overview")
-        except (urllib.error.URLError, OSError) as exc:
-            raise SystemExit(
-                f"RabbitMQ management API not reachable at {self.url} ({exc}); "
-                "enable it with `rabbitmq-plugins enable rabbitmq_management`"
-            ) from None
+        return self.call("GET", "/api/overview")
 
     def create_vhost(self, vhost: str, user: str) -> None:
         name = urllib.parse.quote(vhost, safe="")
@@ -104,6 +98,47 @@ class Management:
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
                 raise
+
+
+class Rabbitmqctl:
+    """The same calls through `rabbitmqctl`, for a broker without its management plugin (a fresh install)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self, *args: str) -> str:
+        return subprocess.run([self.path, "-q", *args], check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def overview(self) -> dict[str, Any]:
+        status = json.loads(self.run("status", "--formatter", "json"))
+        return {"rabbitmq_version": status.get("rabbitmq_version"), "erlang_version": status.get("erlang_version")}
+
+    def create_vhost(self, vhost: str, user: str) -> None:
+        self.run("add_vhost", vhost)
+        self.run("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+    def delete_vhost(self, vhost: str) -> None:
+        self.run("delete_vhost", vhost)
+
+
+def broker_admin() -> tuple[Management | Rabbitmqctl, dict[str, Any]]:
+    """The management API if it answers, else rabbitmqctl on this machine; exits saying how to fix it if neither works."""
+    management = Management(MANAGEMENT_URL, BROKER_USER, BROKER_PASSWORD)
+    try:
+        return management, management.overview()
+    except (urllib.error.URLError, OSError) as exc:
+        api_error = exc
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is not None:
+        admin = Rabbitmqctl(ctl)
+        try:
+            return admin, admin.overview()
+        except (subprocess.SubprocessError, OSError, ValueError):
+            pass
+    raise SystemExit(
+        f"RabbitMQ management API not reachable at {MANAGEMENT_URL} ({api_error}) and rabbitmqctl cannot administer the "
+        "broker here; enable the API with `rabbitmq-plugins enable rabbitmq_management`"
+    )
 
 
 # --------------------------------------------------------------------------- database
@@ -604,8 +639,7 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)
-    management = Management(MANAGEMENT_URL, BROKER_USER, BROKER_PASSWORD)
-    overview = management.overview()
+    management, overview = broker_admin()
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         log(f"warning: load average {os.getloadavg()[0]:.2f} before the run; other work will skew the figures")
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
