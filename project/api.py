@@ -8,8 +8,9 @@ Every answer under /api/ is JSON, and bad input gets a 4xx whose `detail` says w
 - 413: a body over DATA_UPLOAD_MAX_MEMORY_SIZE;
 - 404 / 405: no such path / method (answered outside ninja; `ApiJsonErrorsMiddleware` makes
   those JSON too).
-An unexpected error is logged and answered 500 with a JSON body, never with a debug page: it is
-a fault of the server, and saying so tells clients and monitoring the truth.
+A database that cannot be reached is answered 503 with `Retry-After`. An unexpected error is
+logged and answered 500 with a JSON body, never with a debug page: it is a fault of the server,
+and saying so tells clients and monitoring the truth.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError
@@ -91,6 +93,17 @@ def invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
         for message in e.messages
     ]
     return error(request, 422, detail)
+
+
+@api.exception_handler(DatabaseError)
+def database_unavailable(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    """The database cannot be reached (a restart, a failover): not the client's fault, and worth trying again soon."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return unexpected(request, exc)
+    logger.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+    response = error(request, 503, "the database is unavailable right now; try again shortly")
+    response["Retry-After"] = "5"
+    return response
 
 
 @api.exception_handler(Exception)

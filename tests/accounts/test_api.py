@@ -171,6 +171,20 @@ def test_an_unexpected_error_is_json_not_a_debug_page(debug: bool, settings: Any
     assert "a bug" not in detail and "Traceback" not in detail
 
 
+def test_a_database_outage_is_a_503_to_try_again_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    def unreachable(**kwargs: object) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("accounts.api.user_register", unreachable)
+
+    response = post({"username": "ada", "email": "ada@example.com"})
+
+    assert "unavailable" in assert_json_error(response, 503)
+    assert response["Retry-After"] == "5"
+
+
 def test_the_openapi_document_and_the_docs_are_served() -> None:
     client = Client()
 
