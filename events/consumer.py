@@ -115,13 +115,8 @@ class EventConsumer(ConsumerMixin):
             return
         try:
             self._on_message(service, message)
-        except Exception:
-            # Not the message's fault (its content was read before anything could fail here): the
-            # database is down, say. Back off and let the broker redeliver it.
-            logger.exception("could not process a message on %s.events; requeueing it", service)
-            close_old_connections()
-            time.sleep(1.0)
-            message.reject(requeue=True)
+        except Exception as exc:
+            self._failed(service, message, exc)
             return
         if len(self._unacked) >= self.batch_size or self._buffered_bytes >= MAX_BATCH_BYTES:
             self.flush()
@@ -197,11 +192,42 @@ class EventConsumer(ConsumerMixin):
         )
         message.reject(requeue=False)
 
+    def _failed(self, service: str, message: Message, exc: Exception) -> None:
+        """Processing `message` failed after its content was read. The database unavailable: back off and let
+        the broker deliver it again. Anything else: a dead letter saying what failed, so that it cannot loop."""
+        from django.db import InterfaceError, OperationalError
+
+        from events import deadletters
+
+        if not isinstance(exc, OperationalError | InterfaceError):
+            body = message.body.encode() if isinstance(message.body, str) else message.body
+            try:
+                deadletters.record_unreadable(
+                    service=service,
+                    reason=f"the consumer failed on this message: {_reason(exc)}",
+                    body=body,
+                    content_type=message.content_type,
+                    headers=message.headers,
+                    routing_key=message.delivery_info.get("routing_key", ""),
+                    event_id=_event_id_of(message, body),
+                )
+            except Exception as store_exc:
+                exc = store_exc
+            else:
+                logger.error("dead-lettering a message on %s.events the consumer failed on: %s", service, _reason(exc))
+                message.reject(requeue=False)
+                return
+        logger.error("could not process a message on %s.events (%s); requeueing it", service, _reason(exc))
+        close_old_connections()
+        time.sleep(1.0)
+        message.reject(requeue=True)
+
     def on_audit(self, service: str, message: Message) -> None:
         """A copy of something dead-lettered to `<service>.events.dlq`: record what the broker dead-lettered."""
         try:
             self._audit(service, message)
         except Exception:
+            # The database is down, say: the copy comes back (the DLQ keeps the message meanwhile).
             logger.exception("could not record a dead-lettered message of %s; requeueing it", service)
             close_old_connections()
             time.sleep(1.0)

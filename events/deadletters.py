@@ -40,11 +40,12 @@ RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "
 
 
 def _printable(body: bytes) -> str:
+    """The body as text if it is UTF-8 a database can store, else base64 (marked so)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return BASE64 + base64.b64encode(body).decode()
-    return BASE64 + base64.b64encode(body).decode() if text.startswith(BASE64) else text
+    return BASE64 + base64.b64encode(body).decode() if text.startswith(BASE64) or "\x00" in text else text
 
 
 def _raw(text: str) -> bytes:
@@ -82,6 +83,43 @@ BROKER_HEADERS = (
 )
 
 
+def _clean(value: Any) -> Any:
+    """`value` with what no database stores made visible instead: NUL as `\\u0000`, a lone surrogate as its escape.
+
+    A dead letter must be storable whatever its event holds, or the event would have nowhere to go.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\\u0000")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_clean(str(key)): _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _short(value: str | None, limit: int) -> str:
+    return _clean(value or "")[:limit]
+
+
+def _envelope_fields(envelope: Envelope | None, event_id: str = "") -> dict[str, Any]:
+    if envelope is None:
+        return {"event_id": _short(event_id, 200)}
+    return {
+        "event_id": _short(envelope.event_id, 200),
+        "source": _short(envelope.source, 200),
+        "event_type": _short(envelope.event_type, 100),
+        "event_version": _short(envelope.event_version, 20),
+        "envelope": _clean(envelope.to_dict()),
+        "traceparent": _short(envelope.traceparent, 100),
+    }
+
+
 def record_unreadable(
     *,
     service: str,
@@ -95,51 +133,46 @@ def record_unreadable(
     event_id: str = "",
     stage: str = DeadLetter.Stage.CONSUMER,
 ) -> DeadLetter:
+    """Store a message that could not be used as it came; whatever it holds, the row can be stored."""
     return DeadLetter.objects.create(
         stage=stage,
-        service=service,
-        handler=handler,
-        event_id=envelope.event_id if envelope else event_id[:200],
-        event_type=envelope.event_type if envelope else "",
-        event_version=envelope.event_version if envelope else "",
-        envelope=envelope.to_dict() if envelope else None,
-        traceparent=(envelope.traceparent or "") if envelope else "",
-        reason=reason,
+        service=_short(service, 100),
+        handler=_short(handler, 300),
+        **_envelope_fields(envelope, event_id),
+        reason=_clean(reason),
         raw_body=_printable(body),
-        content_type=content_type or "",
-        headers=_jsonable_headers(headers),
-        routing_key=routing_key,
+        content_type=_short(content_type, 200),
+        headers=_clean(_jsonable_headers(headers)),
+        routing_key=_short(routing_key, 300),
     )
 
 
 def record_handler_failure(*, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int) -> DeadLetter:
     """Store the handler's dead letter and copy the event to the DLQ; an open one for the same event is updated instead."""
+    fields = _envelope_fields(envelope)
     open_letter = DeadLetter.objects.filter(
         stage=DeadLetter.Stage.HANDLER,
         status=DeadLetter.Status.OPEN,
         service=service,
         handler=handler,
-        event_id=envelope.event_id,
+        event_id=fields["event_id"],
+        source=fields["source"],
     )
     try:
         with transaction.atomic():
             dead = DeadLetter.objects.create(
                 stage=DeadLetter.Stage.HANDLER,
-                service=service,
-                handler=handler,
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                event_version=envelope.event_version,
-                envelope=envelope.to_dict(),
-                traceparent=envelope.traceparent or "",
-                reason=reason,
-                traceback=tb,
+                service=_short(service, 100),
+                handler=_short(handler, 300),
+                **fields,
+                reason=_clean(reason),
+                traceback=_clean(tb),
                 attempts=attempts,
-                routing_key=f"{service}.events",
+                routing_key=_short(f"{service}.events", 300),
             )
     except IntegrityError:
         # The event came back after it was dead-lettered (a duplicate delivery): its copy is in the DLQ already.
-        open_letter.update(reason=reason, traceback=tb, attempts=Greatest("attempts", attempts))
+        open_letter.update(reason=_clean(reason), traceback=_clean(tb), attempts=Greatest("attempts", attempts))
         return open_letter.get()
     try:
         _publish_to_dlq(service, envelope, reason, handler)

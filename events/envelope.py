@@ -35,8 +35,10 @@ CE_VERSION_EXTENSION = "eventversion"
 # The longest values the event log, inbox and dead-letter store keep.
 MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone surrogate that no database can store.
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+# Escapes of text no database stores: NUL (PostgreSQL refuses it) and \uD800-\uDFFF (half of a
+# surrogate pair, which is fine, or a lone surrogate, which is not). Seen in a body, the parsed
+# content is checked string by string.
+UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
@@ -54,6 +56,31 @@ def check_timestamp(value: Any) -> datetime:
     if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
         raise InvalidTimestamp(f"timestamp {format_timestamp(value)} is before 1970-01-01T00:00:00Z, which AMQP cannot carry")
     return value
+
+
+def unstorable(value: Any) -> str | None:
+    """Why `value` (JSON data) holds text no database can store, or None: a NUL character or a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a string holds a NUL character (\\u0000), which databases cannot store"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate (half of a UTF-16 pair), which is not valid Unicode"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def check_storable(value: Any) -> None:
+    if (reason := unstorable(value)) is not None:
+        raise MalformedEvent(f"event content cannot be stored: {reason}")
 
 
 def format_timestamp(value: datetime) -> str:
@@ -146,13 +173,13 @@ class Envelope:
     @classmethod
     def from_json(cls, raw: bytes | str, *, traceparent: str | None = None) -> Envelope:
         try:
-            # Strict UTF-8: json.loads would let lone surrogates through, which no database stores.
+            # Strict UTF-8: json.loads would let lone surrogates through.
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
             body = json.loads(text)
-            if SURROGATE_ESCAPE.search(text):
-                json.dumps(body, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate only
         except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
             raise MalformedEvent(f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+        if UNSTORABLE_ESCAPE.search(text):
+            check_storable(body)
         return cls.from_dict(body, traceparent=traceparent)
 
     def with_data(self, data: dict[str, Any], version: str) -> Envelope:
@@ -235,6 +262,7 @@ def _from_cloudevent(body: bytes, content_type: str, headers: dict[str, Any], tr
             data = json.loads(data)
         except ValueError:
             raise MalformedEvent("CloudEvent data is not JSON") from None
+    check_storable([attributes, data])
     event_type = str(attributes["type"]).rsplit(".", 1)[-1]
     version = attributes.get(CE_VERSION_EXTENSION) or _text(headers.get("eventVersion"))
     timestamp = attributes.get("time") or datetime.now(UTC)

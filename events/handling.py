@@ -13,9 +13,12 @@ Guarantees:
   batch, of which nothing committed, is sent again after a backoff.
 - The task is acknowledged late and given back to the broker if its worker dies (a crash,
   `os._exit`, the OOM killer, the hard time limit). A task that comes back unfinished is split
-  into one task per event, and an event that came back unfinished
-  `EVENTS_HANDLER_MAX_WORKER_LOSSES` times is a dead letter saying so; so a poison event cannot
-  loop, and the healthy events batched with it are handled.
+  into one task per event (events already in the inbox are dropped), and an event that came back
+  unfinished `EVENTS_HANDLER_MAX_WORKER_LOSSES` times in a row is a dead letter saying so; so a
+  poison event cannot loop, and the healthy events batched with it are handled. Sending an event
+  again for any other reason (a retry, a hand-on, a database outage) starts that count over.
+- A dead letter that cannot be stored now (the database is down) comes back later marked as
+  such: its handler does not run again meanwhile.
 - A failed event is sent again after an exponential backoff with jitter, through the broker
   (Celery's native delayed delivery on quorum queues), so no worker holds it meanwhile.
 - When its attempts are exhausted the event, the handler, the error and its traceback are stored
@@ -40,7 +43,15 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 
 from events import deadletters, subscriptions, tracing
 from events.envelope import Envelope
@@ -125,7 +136,9 @@ class DatabaseUnavailable(Exception):
 def connection_lost(exc: BaseException) -> bool:
     """Whether `exc`, just raised, means the database connection is gone rather than a handler's mistake.
 
-    Asked where the error happens, before any rollback or reconnect can hide the loss.
+    Asked where the error happens, before any rollback or reconnect can hide the loss: a connection
+    error (by its SQL state, or one without a state) and a default connection that no longer works.
+    An error from another database, the default one still working, is the handler's.
     """
     seen: set[int] = set()
     error: BaseException | None = exc
@@ -133,8 +146,8 @@ def connection_lost(exc: BaseException) -> bool:
         seen.add(id(error))
         if isinstance(error, (OperationalError, InterfaceError, BatchAborted)):
             sqlstate = getattr(error.__cause__, "sqlstate", None)
-            if sqlstate:
-                return sqlstate.startswith(CONNECTION_LOST_STATES)
+            if sqlstate and not sqlstate.startswith(CONNECTION_LOST_STATES):
+                return False
             try:
                 return connection.connection is None or not connection.is_usable()
             except Exception:
@@ -159,22 +172,41 @@ def handle_events(self: Task, handler: str, items: list[dict[str, Any]], service
             return _came_back(handler, items, service)
         return _handle_events(handler, items, service)
     except SoftTimeLimitExceeded:
-        # Out of time after the commit: run the task again; what was committed is deduplicated.
-        raise Reject("soft time limit after the commit", requeue=True) from None
+        # Out of time after the commit: send the task again (what was committed is deduplicated),
+        # as a new message, so that this does not count as an unfinished delivery.
+        _redeliver(handler, [_fresh(entry) for entry in _entries(items)], service)
+        return {"handed on": len(_entries(items))}
     finally:
         close_old_connections()
 
 
+def _count(entry: dict[str, Any], key: str, default: int = 0) -> int:
+    try:
+        return int(entry.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def _fresh(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry sent again for a reason other than an unfinished delivery: its count of those starts over."""
+    return {key: value for key, value in entry.items() if key != "lost"}
+
+
 def _came_back(handler: str, items: Any, service: str) -> dict[str, int]:
-    """The broker delivers this task again: its last delivery did not finish (its worker died, most likely)."""
-    entries = [{**entry, "lost": int(entry.get("lost", 0)) + 1} for entry in _entries(items)]
+    """The broker delivers this task again: its last delivery did not finish (its worker died, most likely).
+
+    Its events are sent again one task each, counting the unfinished delivery; one that came back
+    `EVENTS_HANDLER_MAX_WORKER_LOSSES` times in a row is a dead letter. Events already handled
+    (their inbox row exists) are dropped instead.
+    """
+    entries = _not_handled_yet(handler, [{**entry, "lost": _count(entry, "lost") + 1} for entry in _entries(items)])
     if len(entries) > 1:
         logger.warning("%s: a batch of %d came back unfinished; each event is sent again on its own", handler, len(entries))
         for entry in entries:
             _redeliver(handler, [entry], service)
         return {"split": len(entries)}
     if not entries:
-        return {}
+        return {"duplicates": 1}
     entry = entries[0]
     if entry["lost"] < settings.EVENTS_HANDLER_MAX_WORKER_LOSSES:
         _redeliver(handler, [entry], service)
@@ -183,11 +215,28 @@ def _came_back(handler: str, items: Any, service: str) -> dict[str, int]:
     counts = _dead_letter_unreadable(handler, service, unreadable)
     for _, envelope, attempt in readable:
         reason = (
-            f"delivered {entry['lost']} times without finishing: the worker handling it died each time "
-            "(a crash, os._exit, the OOM killer or the hard time limit)"
+            f"came back unfinished {entry['lost']} times in a row: the worker handling it died each time "
+            "(a crash, os._exit, the OOM killer or the hard time limit), or the broker took it back"
         )
         counts[_give_up(subscriptions.get(handler), handler, service, Failure(envelope, attempt, reason, ""), entry)] += 1
     return dict(counts)
+
+
+def _not_handled_yet(handler: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`entries` less the events the handler has an inbox row for; all of them if the database cannot say."""
+    readable, _ = _read(entries)
+    if not readable:
+        return entries
+    try:
+        done = set(
+            InboxEntry.objects.filter(
+                handler=handler, event_id__in={envelope.event_id for _, envelope, _ in readable}
+            ).values_list("source", "event_id")
+        )
+    except DatabaseError:
+        return entries
+    handled = {id(entry) for entry, envelope, _ in readable if (envelope.source, envelope.event_id) in done}
+    return [entry for entry in entries if id(entry) not in handled]
 
 
 def _entries(items: Any) -> list[dict[str, Any]]:
@@ -203,7 +252,7 @@ def _read(items: Any) -> tuple[list[tuple[dict[str, Any], Envelope, int]], list[
     for entry in _entries(items):
         try:
             envelope = Envelope.from_dict(entry["event"], traceparent=entry.get("traceparent"))
-            readable.append((entry, envelope, int(entry.get("attempt", 1))))
+            readable.append((entry, envelope, _count(entry, "attempt", 1)))
         except Exception as exc:
             unreadable.append((entry, f"the handler task cannot read this event: {type(exc).__name__}: {str(exc)[:500]}"))
     return readable, unreadable
@@ -219,7 +268,7 @@ def _dead_letter_unreadable(handler: str, service: str, unreadable: list[tuple[d
             deadletters.record_unreadable(
                 service=service,
                 reason=reason,
-                body=json.dumps(event, default=str).encode(),
+                body=json.dumps(event, default=str).encode("utf-8", "backslashreplace"),
                 content_type="application/json",
                 headers={},
                 routing_key=task_queue(service).name,
@@ -239,6 +288,12 @@ def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
     subscription = subscriptions.get(handler)
     read, unreadable = _read(items)
     counts = _dead_letter_unreadable(handler, service, unreadable)
+    # Events whose dead letter could not be stored earlier: store it now, without running the handler again.
+    for entry, envelope, attempt in [r for r in read if isinstance(r[0].get("give_up"), dict)]:
+        given_up = entry["give_up"]
+        failure = Failure(envelope, attempt, str(given_up.get("reason", "")), str(given_up.get("traceback", "")))
+        counts[_give_up(subscription, handler, service, failure, entry)] += 1
+    read = [r for r in read if not isinstance(r[0].get("give_up"), dict)]
     if not read:
         return dict(counts)
     readable = [entry for entry, _, _ in read]
@@ -253,8 +308,8 @@ def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
             counts.update(handled)
         except DatabaseUnavailable as exc:
             logger.warning("%s: database unavailable (%s); the batch of %d is sent again", handler, exc, len(batch))
-            redeliveries = max(int(entry.get("redeliveries", 0)) for entry in readable) + 1
-            again = [{**entry, "redeliveries": redeliveries} for entry in readable]
+            redeliveries = max(_count(entry, "redeliveries") for entry in readable) + 1
+            again = [{**_fresh(entry), "redeliveries": redeliveries} for entry in readable]
             _redeliver(handler, again, service, countdown=backoff_seconds(min(redeliveries, 8)))
             counts["redelivered"] += len(readable)
             return dict(counts)
@@ -264,12 +319,12 @@ def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
                 # Found only at commit (a deferred constraint, say): each event again on its own.
                 logger.warning("%s: batch of %d not committed (%r); each event is sent again alone", handler, len(batch), exc)
                 for entry in readable:
-                    _redeliver(handler, [entry], service)
+                    _redeliver(handler, [_fresh(entry)], service)
                 counts["split"] += len(readable)
                 return dict(counts)
             failures = [Failure(batch[0][0], batch[0][1], f"{type(exc).__name__}: {exc}", traceback.format_exc())]
     if rest:
-        _redeliver(handler, rest, service)
+        _redeliver(handler, [_fresh(entry) for entry in rest], service)
         counts["handed on"] += len(rest)
     for failure in failures:
         counts[_on_failure(subscription, handler, service, failure)] += 1
@@ -344,7 +399,8 @@ def _on_failure(subscription: Subscription | None, handler: str, service: str, f
 
 
 def _give_up(subscription: Subscription | None, handler: str, service: str, failure: Failure, entry: dict[str, Any]) -> str:
-    """Store the dead letter (and its DLQ copy); if the database cannot take it now, the event comes back later."""
+    """Store the dead letter (and its DLQ copy). If the database cannot take it now, the event comes back later
+    marked to be dead-lettered, so its handler does not run again meanwhile."""
     try:
         deadletters.record_handler_failure(
             service=subscription.service if subscription else service,
@@ -354,8 +410,10 @@ def _give_up(subscription: Subscription | None, handler: str, service: str, fail
             tb=failure.traceback,
             attempts=failure.attempt,
         )
-    except Exception:
-        logger.exception("could not store the dead letter of %s; sending it again later", failure.envelope.event_id)
-        _redeliver(handler, [entry], service, countdown=backoff_seconds(3))
+    except Exception as exc:
+        log = logger.warning if connection_lost(exc) else logger.exception
+        log("could not store the dead letter of %s (%s); trying again later", failure.envelope.event_id, exc)
+        again = {**_fresh(entry), "give_up": {"reason": failure.reason, "traceback": failure.traceback}}
+        _redeliver(handler, [again], service, countdown=backoff_seconds(3))
         return "redelivered"
     return "dead"

@@ -141,6 +141,7 @@ class DeadLetter(models.Model):
     service = models.CharField(max_length=100, db_index=True)
     handler = models.CharField(max_length=300, blank=True, default="")
     event_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    source = models.CharField(max_length=200, blank=True, default="")
     event_type = models.CharField(max_length=100, blank=True, default="")
     event_version = models.CharField(max_length=20, blank=True, default="")
     reason = models.TextField()
@@ -159,7 +160,7 @@ class DeadLetter(models.Model):
         constraints = [
             # However often a failed event comes back (a task delivered twice, say), one open dead letter per handler.
             models.UniqueConstraint(
-                fields=["event_id", "handler", "service"],
+                fields=["event_id", "source", "handler", "service"],
                 condition=Q(stage="handler", status="open"),
                 name="deadletter_open_handler_event_unique",
             )

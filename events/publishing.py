@@ -19,7 +19,8 @@ from django.conf import settings
 from django.db import transaction
 
 from events import tracing
-from events.envelope import check_timestamp
+from events.envelope import check_timestamp, unstorable
+from events.errors import InvalidEventData
 from events.models import StoredEvent
 from events.registry import EventType
 
@@ -39,11 +40,14 @@ def publish(
 ) -> StoredEvent:
     """Append `event_type` (validated against `version`, default the newest) to the event log.
 
-    Raises `InvalidEventData` for data that does not match the version's schema and
-    `InvalidTimestamp` for a `timestamp` no envelope can carry (naive, or before 1970).
+    Raises `InvalidEventData` for data that does not match the version's schema or holds text no
+    database can store (a NUL character, a lone surrogate), and `InvalidTimestamp` for a
+    `timestamp` no envelope can carry (naive, or before 1970).
     """
     version = version or event_type.latest
     payload = event_type.validate(data, version).model_dump(mode="json")
+    if (reason := unstorable(payload)) is not None:
+        raise InvalidEventData(f"data of {event_type.name} {version} cannot be stored: {reason}")
     timestamp = datetime.now(UTC) if timestamp is None else check_timestamp(timestamp)
     context = tracing.next_context(correlation_id)
     with transaction.atomic():

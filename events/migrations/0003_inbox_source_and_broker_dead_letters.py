@@ -26,7 +26,9 @@ def merge_duplicate_dead_letters(apps, schema_editor):
     DeadLetter = apps.get_model("events", "DeadLetter")
     seen = set()
     for dead in DeadLetter.objects.filter(stage="handler", status="open").order_by("-attempts", "-created_at"):
-        key = (dead.event_id, dead.handler, dead.service)
+        dead.source = (dead.envelope or {}).get("source") or ""
+        dead.save(update_fields=["source"])
+        key = (dead.event_id, dead.source, dead.handler, dead.service)
         if key in seen:
             dead.delete()
         seen.add(key)
@@ -53,6 +55,11 @@ class Migration(migrations.Migration):
             options={"ordering": ["position"], "verbose_name": "event", "verbose_name_plural": "events"},
         ),
         migrations.RunPython(fill_inbox_sources, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="deadletter",
+            name="source",
+            field=models.CharField(blank=True, default="", max_length=200),
+        ),
         migrations.RunPython(merge_duplicate_dead_letters, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='deadletter',
@@ -61,7 +68,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='deadletter',
-            constraint=models.UniqueConstraint(condition=models.Q(('stage', 'handler'), ('status', 'open')), fields=('event_id', 'handler', 'service'), name='deadletter_open_handler_event_unique'),
+            constraint=models.UniqueConstraint(condition=models.Q(('stage', 'handler'), ('status', 'open')), fields=('event_id', 'source', 'handler', 'service'), name='deadletter_open_handler_event_unique'),
         ),
         migrations.AddConstraint(
             model_name='inboxentry',

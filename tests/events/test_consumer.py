@@ -187,9 +187,11 @@ def test_odd_timestamps_among_healthy_events_are_dead_letters_and_every_healthy_
     [
         (b"[" * 50_000 + b"]" * 50_000, "RecursionError"),
         (_envelope_with_timestamp("overflow", "0001-01-01T00:00:00+01:00")[1], "outside the years 1-9999"),
-        (_good("surrogate").replace(b'"surrogate"', b'"\\udcff"'), "UnicodeEncodeError"),
+        (_good("surrogate").replace(b'"surrogate"', b'"\\udcff"'), "lone surrogate"),
+        (_good("nul").replace(b'"nul"', b'"a\\u0000b"'), "NUL character"),
+        (_good("nul").replace(b'"1.0"', b'"9.9"').replace(b'"nul"', b'"a\\u0000b"'), "NUL character"),
     ],
-    ids=["deeply-nested", "offset-overflow", "lone-surrogate"],
+    ids=["deeply-nested", "offset-overflow", "lone-surrogate", "nul", "nul-and-unknown-version"],
 )
 def test_content_that_breaks_a_parser_is_dead_lettered_on_first_sight(
     worker: object, amqp: Connection, body: bytes, reason: str

@@ -211,10 +211,12 @@ def test_a_cloudevent_timestamped_outside_the_rule_is_refused(when: str) -> None
     [
         (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
         ('{"eventType": "\udcff"}'.encode("utf-8", "surrogatepass"), "not valid JSON: UnicodeDecodeError"),
-        (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\udcff"), "not valid JSON: UnicodeEncodeError"),
+        (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\udcff"), "lone surrogate"),
+        (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\u0000"), "NUL character"),
+        (ORDER_PLACED_1_0.replace(b'"userId"', b'"user\\u0000Id"'), "NUL character"),
         (b'{"eventType": 1e999999}', "must be a string|missing required fields"),
     ],
-    ids=["deeply-nested", "bad-utf8", "escaped-lone-surrogate", "huge-number"],
+    ids=["deeply-nested", "bad-utf8", "escaped-lone-surrogate", "nul", "nul-in-a-key", "huge-number"],
 )
 def test_content_that_breaks_a_parser_is_malformed_not_an_unexpected_error(body: bytes, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
@@ -225,3 +227,29 @@ def test_characters_outside_the_basic_plane_written_as_surrogate_pairs_are_read(
     body = ORDER_PLACED_1_0.replace(b"USR789", b"USR\\ud83d\\ude00")
 
     assert decode_message(body, "application/json", {}).data["userId"] == "USR\U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "data", "reason"),
+    [
+        ({"id": "x\ud800"}, {"text": "hi"}, "lone surrogate"),
+        ({"id": "1"}, {"text": "a\u0000"}, "NUL character"),
+        ({"id": "1", "subject": "s\u0000"}, {"text": "hi"}, "NUL character"),
+    ],
+    ids=["surrogate-id", "nul-data", "nul-subject"],
+)
+def test_a_cloudevent_holding_text_no_database_stores_is_refused(attributes: dict, data: dict, reason: str) -> None:
+    event = CloudEvent(
+        attributes={
+            "source": "/go",
+            "type": "x.Ping",
+            "datacontenttype": "application/json",
+            "eventversion": "1.0",
+            **attributes,
+        },
+        data=data,
+    )
+    message = ce_rabbitmq.to_structured_event(event)
+
+    with pytest.raises(MalformedEvent, match=reason):
+        decode_message(message.body, message.content_type, message.headers)

@@ -242,3 +242,59 @@ def test_a_handler_that_kills_its_worker_becomes_a_dead_letter_and_its_batch_is_
     relay_all()
     wait_for(lambda: Notification.objects.filter(body="after").exists(), timeout=30)
     assert DeadLetter.objects.count() == 3
+
+
+def test_failed_events_with_the_same_id_from_two_sources_are_two_dead_letters(worker: object) -> None:
+    support.failures_left.update({"from a": -1, "from b": -1})
+    events = [
+        Envelope(event_type="Flaky", event_version="1.0", data={"key": f"from {s}"}, source=f"/producer-{s}", event_id="7")
+        for s in "ab"
+    ]
+
+    handling.dispatch(subscriptions.get("tests.support.flaky_handler"), [handling.item(e) for e in events])
+
+    dead = wait_for(lambda: list(DeadLetter.objects.order_by("source")) if DeadLetter.objects.count() == 2 else None, timeout=30)
+    assert [(d.source, d.envelope["data"]["key"]) for d in dead] == [("/producer-a", "from a"), ("/producer-b", "from b")]
+
+
+def test_a_dead_letter_is_stored_whatever_text_its_event_holds(amqp: Connection, purge: None) -> None:
+    envelope = Envelope(event_type="Tricky", event_version="1.0", data={"key": "nul\x00", "mode": "lone \udcff"}, source="t")
+
+    dead = deadletters.record_handler_failure(
+        service="testsvc", handler="tests.support.tricky_handler", envelope=envelope, reason="bad \x00 text", tb="", attempts=1
+    )
+
+    dead.refresh_from_db()
+    assert dead.envelope["data"] == {"key": "nul\\u0000", "mode": "lone \\udcff"}
+    assert dead.reason == "bad \\u0000 text"
+    unreadable = deadletters.record_unreadable(
+        service="testsvc", reason="x", body=b"a\x00b", content_type="text/" + "x" * 300, headers={"h": "\x00"}, routing_key="k"
+    )
+    unreadable.refresh_from_db()
+    assert unreadable.raw_body.startswith("base64:") and len(unreadable.content_type) == 200
+
+
+def test_a_task_that_comes_back_after_its_events_were_handled_changes_nothing(
+    worker: Any, amqp: Connection, finished_tasks: list[str], broker_url: str
+) -> None:
+    from project.celery import app
+
+    envelope = _tricky("handled before the blip")
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(envelope)])
+    wait_for(lambda: InboxEntry.objects.filter(event_id=envelope.event_id).exists())
+    done = finished_tasks.count("events.handle")
+
+    # The same task again, taken and given back unacked as a broker connection blip would: it comes back redelivered,
+    # counted as unfinished the maximum number of times minus one.
+    app.control.cancel_consumer("testsvc", destination=[worker.hostname], reply=True, timeout=5)
+    wait_for(lambda: amqp.default_channel.queue_declare("testsvc", passive=True).consumer_count == 0)
+    lost = {**handling.item(envelope), "lost": 2}
+    handling._send("tests.support.tricky_handler", "testsvc", [lost])
+    with Connection(broker_url) as blip:
+        channel = blip.channel()
+        assert channel.basic_get("testsvc", no_ack=False) is not None
+    app.control.add_consumer("testsvc", destination=[worker.hostname], reply=True, timeout=5)
+
+    wait_for(lambda: finished_tasks.count("events.handle") == done + 1)
+    assert not DeadLetter.objects.exists()
+    assert Notification.objects.filter(kind="tricky").count() == 1
