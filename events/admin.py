@@ -181,12 +181,12 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
     list_display = ["created_at", "status", "stage", "service", "handler", "event_type", "event_id", "attempts", "short_reason"]
     list_filter = ["status", "stage", "service", "handler", "event_type"]
-    search_fields = ["=event_id", "reason"]
+    search_fields = ["=event_id", "=source", "reason"]
     actions = ["replay"]
     fieldsets = [
         (None, {"fields": ["created_at", "status", "replayed_at", "stage", "service", "handler", "attempts"]}),
         ("Why", {"fields": ["reason", "traceback"]}),
-        ("The event", {"fields": ["event_link", "event_type", "event_version", "pretty_envelope", "traceparent"]}),
+        ("The event", {"fields": ["event_link", "source", "event_type", "event_version", "pretty_envelope", "traceparent"]}),
         ("The message", {"fields": ["routing_key", "content_type", "headers", "raw_body"]}),
     ]
     readonly_fields = ["event_link", "pretty_envelope"]
