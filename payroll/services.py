@@ -14,6 +14,7 @@ from events import publish
 from payroll.events import SalaryCredited, SalaryCreditedV1
 from payroll.models import Employee, PayrollRun, Payslip
 from payroll.periods import format_period, last_ended_period
+from payroll.schedule import latest_due_period, schedule_row
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,20 @@ def _payroll_run_failed(*, run_id: int, error: str) -> None:
         logger.exception("could not record the failure of payroll run %s", run_id)
 
 
-def payroll_run_due(*, now: datetime | None = None) -> PayrollRun:
-    """Run (or finish) the payroll of the latest month that has ended in PAYROLL_TIME_ZONE."""
-    return payroll_run(period=last_ended_period(now), trigger=PayrollRun.Trigger.SCHEDULE)
+def payroll_run_due(*, now: datetime | None = None, catch_up: bool = False) -> PayrollRun | None:
+    """Run (or finish) the payroll of the latest month that is due by the schedule (payroll/schedule.py).
+
+    None when the schedule is switched off in the admin, or, for the check at beat's start
+    (`catch_up`), when there is no payroll history to continue: a fresh installation waits for its
+    first pay day (or a run from the admin) rather than paying a month from before it existed.
+    """
+    now = now or timezone.now()
+    task = schedule_row()
+    if task is not None and not task.enabled:
+        logger.info("payroll schedule %r is disabled; nothing run", task.name)
+        return None
+    period = latest_due_period(now, task)
+    if catch_up and not PayrollRun.objects.filter(period__lte=period).exists():
+        logger.info("no payroll history before %s: nothing to catch up", format_period(period))
+        return None
+    return payroll_run(period=period, trigger=PayrollRun.Trigger.SCHEDULE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import beat_init
 from django.db import DatabaseError
 
 from payroll.models import PayrollRun
@@ -19,14 +20,21 @@ LIMITS = {"time_limit": 60 * 60, "soft_time_limit": 55 * 60}
 RETRY = {"autoretry_for": (DatabaseError,), "retry_backoff": 5, "retry_backoff_max": 300, "max_retries": 8}
 
 
-@shared_task(name="payroll.run_due", queue="payroll", **LIMITS, **RETRY)
-def run_due_payroll() -> str:
-    """The beat job: the payroll of the latest month that has ended, unless it is done already."""
-    run = payroll_run_due()
-    return f"{run} {run.status}: {run.payslips_written} payslips"
+@shared_task(name="payroll.run_due", **LIMITS, **RETRY)
+def run_due_payroll(catch_up: bool = False) -> str:
+    """The beat job: the payroll of the latest month that is due, unless it is paid already."""
+    run = payroll_run_due(catch_up=catch_up)
+    return f"{run} {run.status}: {run.payslips_written} payslips" if run else "nothing to run"
 
 
-@shared_task(name="payroll.run_period", queue="payroll", **LIMITS, **RETRY)
+@beat_init.connect
+def catch_up_on_beat_start(sender: object = None, **kwargs: object) -> None:
+    """Every beat start asks once for the latest due month: one missed while beat was down is paid now."""
+    logger.info("beat started: checking for a payroll month that is due and not paid")
+    run_due_payroll.apply_async(kwargs={"catch_up": True})
+
+
+@shared_task(name="payroll.run_period", **LIMITS, **RETRY)
 def run_payroll_for_period(period: str, trigger: str = PayrollRun.Trigger.ADMIN) -> str:
     """The admin's "run now": the same service, the same once-per-period rule."""
     try:

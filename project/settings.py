@@ -186,6 +186,8 @@ CELERY_DB_REUSE_MAX = 1000
 # Task queues (`default` and one per service, bound to the topic exchange `tasks`) are built
 # in events/topology.py with the rest of the broker names; see project/celery.py.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A service's own tasks run on its own queue (and worker).
+CELERY_TASK_ROUTES = {"payroll.*": {"queue": "payroll"}, "accounts.*": {"queue": "accounts"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # One handler, on the root logger, for every process (Celery's workers and beat use it too, see

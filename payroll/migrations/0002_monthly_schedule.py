@@ -3,7 +3,7 @@ from django.db import migrations
 
 from project.beat import ensure_crontab_task
 
-NAME = "payroll: pay the month that ended"
+NAME = "payroll: pay the month that ended"  # payroll.schedule.SCHEDULE_NAME
 
 
 def create_schedule(apps, schema_editor):
