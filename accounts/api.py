@@ -93,6 +93,7 @@ class MeOut(UserOut):
     apiCalls: CallLimitOut
 
 
+@router.get("/me/", response={200: MeOut, **AUTH_ERRORS}, include_in_schema=False)
 @router.get("/me", response={200: MeOut, **AUTH_ERRORS}, summary="The user of the token")
 def user_me(request: HttpRequest) -> dict[str, Any]:
     """Who the token belongs to, and the API calls left this hour (this call included)."""

@@ -19,6 +19,7 @@ class PayslipOut(Schema):
     createdAt: datetime
 
 
+@router.get("/payslips/", response={200: list[PayslipOut], **AUTH_ERRORS}, include_in_schema=False)
 @router.get("/payslips", response={200: list[PayslipOut], **AUTH_ERRORS}, summary="My payslips")
 def payslip_list(request: HttpRequest) -> list[dict[str, object]]:
     """The caller's payslips, newest period first (empty for a user who is not an employee)."""
