@@ -135,7 +135,8 @@ def _payroll_run_failed(*, run_id: int, error: str) -> None:
 def payroll_run_due(*, now: datetime | None = None, catch_up: bool = False) -> PayrollRun | None:
     """Run (or finish) the payroll of the latest month that is due by the schedule (payroll/schedule.py).
 
-    None when the schedule is switched off in the admin, or, for the check at beat's start
+    Runs of earlier months left unfinished are finished first. None when the schedule is
+    switched off in the admin, or, for the check at beat's start
     (`catch_up`), when there is no payroll history to continue: a fresh installation waits for its
     first pay day (or a run from the admin) rather than paying a month from before it existed.
     """
@@ -145,6 +146,10 @@ def payroll_run_due(*, now: datetime | None = None, catch_up: bool = False) -> P
         logger.info("payroll schedule %r is disabled; nothing run", task.name)
         return None
     period = latest_due_period(now, task)
+    # Earlier runs left unfinished (a task that ran out of retries, a run queued from the admin whose
+    # task was lost) are finished first.
+    for unfinished in PayrollRun.objects.filter(period__lt=period).exclude(status=PayrollRun.Status.COMPLETED).order_by("period"):
+        payroll_run(period=unfinished.period, trigger=unfinished.trigger)
     if catch_up and not PayrollRun.objects.filter(period__lte=period).exists():
         logger.info("no payroll history before %s: nothing to catch up", format_period(period))
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import beat_init
 from django.db import DatabaseError
 
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 # A run of many thousand employees may take minutes; a killed or timed-out run is finished by the
 # next execution, so the limit only bounds how long one execution holds a worker.
 LIMITS = {"time_limit": 60 * 60, "soft_time_limit": 55 * 60}
-RETRY = {"autoretry_for": (DatabaseError,), "retry_backoff": 5, "retry_backoff_max": 300, "max_retries": 8}
+# A run stopped by the soft time limit is finished by the retry, like one stopped by the database.
+RETRY = {"autoretry_for": (DatabaseError, SoftTimeLimitExceeded), "retry_backoff": 5, "retry_backoff_max": 300, "max_retries": 8}
 
 
 @shared_task(name="payroll.run_due", **LIMITS, **RETRY)

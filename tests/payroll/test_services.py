@@ -144,3 +144,27 @@ def test_runs_of_the_same_period_at_the_same_time_pay_everyone_once() -> None:
     assert not errors
     assert PayrollRun.objects.count() == 1
     assert_paid_once(employees)
+
+
+@pytest.mark.django_db
+def test_the_monthly_job_first_finishes_an_earlier_run_left_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
+    employees = hire(6)
+    real_publish = services.publish
+    calls = [0]
+
+    def publish_then_fail(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 4:
+            raise ConnectionError("the database went away")
+        return real_publish(*args, **kwargs)
+
+    with time_machine.travel(NOV_2, tick=False):
+        monkeypatch.setattr(services, "publish", publish_then_fail)
+        with pytest.raises(ConnectionError):
+            payroll_run(period=OCTOBER, chunk_size=3)  # its retries ran out: October stays failed
+        monkeypatch.setattr(services, "publish", real_publish)
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, 1, tzinfo=UTC), tick=False):
+        assert payroll_run_due().period == date(2026, 11, 1)
+
+    assert_paid_once(employees, OCTOBER)
+    assert_paid_once(employees, date(2026, 11, 1))
