@@ -73,12 +73,14 @@ def test_a_month_that_cannot_be_paid_is_refused_with_the_reason(
     assert not PayrollRun.objects.exists() and queued(amqp) == []
 
 
-def test_the_payroll_pages_and_the_schedules_show_in_the_admin(admin_client: Client) -> None:
+@time_machine.travel(NOW, tick=False)
+def test_the_payroll_pages_and_the_schedules_with_their_next_run_show_in_the_admin(admin_client: Client) -> None:
     hire(1)
     for name in ["payroll_employee", "payroll_payslip", "payroll_payrollrun", "accounts_apitoken", "accounts_apicalllimit"]:
         assert admin_client.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
     tasks = admin_client.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
     assert "payroll: pay the month that ended" in tasks and "accounts: restore API call limits" in tasks
+    assert "Next run" in tasks and "2026-12-01 09:00:00 UTC" in tasks  # the payroll's next pay day
 
 
 def test_an_api_token_added_in_the_admin_shows_its_key_once(admin_client: Client, admin_user: Any) -> None:
