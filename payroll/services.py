@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from events import publish
@@ -67,7 +67,7 @@ def payroll_run(*, period: date, trigger: str = PayrollRun.Trigger.SCHEDULE, chu
             return run
 
 
-def _unpaid(period: date):  # noqa: ANN202 - a QuerySet of Employee
+def _unpaid(period: date) -> QuerySet[Employee]:
     paid = Payslip.objects.filter(employee=OuterRef("pk"), period=period)
     return Employee.objects.filter(active=True).exclude(Exists(paid))
 
