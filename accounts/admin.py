@@ -1,14 +1,15 @@
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import admin as auth_admin  # registers Django's UserAdmin, replaced below
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import AbstractUser
 from django.http import HttpRequest
 
-from accounts.services import user_register
+from accounts.models import ApiCallLimit, ApiToken, TokenLimitRestoration
+from accounts.services import api_token_create, user_register
 
 User = get_user_model()
 
@@ -47,3 +48,45 @@ class UserAdmin(auth_admin.UserAdmin):
         for field in User._meta.concrete_fields:
             setattr(obj, field.attname, getattr(user, field.attname))
         obj._state.adding, obj._state.db = False, user._state.db
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at"]
+    search_fields = ["user__username", "name", "prefix"]
+    raw_id_fields = ["user"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
+        token, key = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"])
+        obj.pk, obj.prefix, obj.key_hash, obj.created_at = token.pk, token.prefix, token.key_hash, token.created_at
+        obj._state.adding = False
+        messages.warning(request, f"The token's key, shown only now: {key}")
+
+
+@admin.register(ApiCallLimit)
+class ApiCallLimitAdmin(admin.ModelAdmin):
+    list_display = ["user", "remaining", "calls_per_hour", "restored_at"]
+    list_editable = ["calls_per_hour"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(TokenLimitRestoration)
+class TokenLimitRestorationAdmin(admin.ModelAdmin):
+    list_display = ["hour", "users", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -11,3 +11,12 @@ class UserRegisteredV1(EventSchema):
 
 
 UserRegistered = event_type("users", "UserRegistered", versions={"1.0": UserRegisteredV1})
+
+
+class TokenLimitsRestoredV1(EventSchema):
+    hour: datetime
+    users: int
+    callsPerHour: int
+
+
+TokenLimitsRestored = event_type("users", "TokenLimitsRestored", versions={"1.0": TokenLimitsRestoredV1})

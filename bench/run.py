@@ -8,6 +8,7 @@ Figures (see bench/README.md):
   (c) celery .delay() -> worker done  baseline for (d)
   (d) bus end to end                  publish -> relay -> broker -> consumer -> handler; target (d)/(c) >= 1
       plus commit -> handler latency at light load; target p50 < 50 ms
+  (p) payroll run                     N employees paid by the payroll worker -> N SalaryCredited -> N notices
 
 Everything runs in a vhost created for the run and on a fresh database (a temporary SQLite file,
 or a new PostgreSQL database on the server named by BENCH_DATABASE_URL / DATABASE_URL); both are
@@ -50,7 +51,7 @@ N = int(os.environ.get("BENCH_N", "10000"))
 LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", "200"))
 LATENCY_INTERVAL = float(os.environ.get("BENCH_LATENCY_INTERVAL_MS", "10")) / 1000
 TXN_SIZE = int(os.environ.get("BENCH_TXN_SIZE", "1"))  # events per transaction in (d)
-PHASES = set(os.environ.get("BENCH_PHASES", "abcd"))  # run only some figures, e.g. BENCH_PHASES=ab
+PHASES = set(os.environ.get("BENCH_PHASES", "abcdp"))  # run only some figures, e.g. BENCH_PHASES=ab
 BROKER_HOST = os.environ.get("BENCH_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("BENCH_BROKER_PORT", "5672"))
 BROKER_USER = os.environ.get("BENCH_BROKER_USER", "guest")
@@ -488,6 +489,79 @@ def measure_bus(n: int, processes: Processes, env: dict[str, str]) -> tuple[dict
     return throughput, latency
 
 
+def hire_employees(n: int) -> None:
+    """N users on the payroll (bulk-inserted: setup, not measured)."""
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+
+    from payroll.models import Employee
+
+    User = get_user_model()
+    for first in range(0, n, 2000):
+        users = User.objects.bulk_create(
+            [User(username=f"bench{i}", email=f"bench{i}@example.com", password="!") for i in range(first, min(n, first + 2000))]
+        )
+        if users and users[0].pk is None:
+            users = list(User.objects.filter(username__in=[u.username for u in users]))
+        Employee.objects.bulk_create([Employee(user=u, monthly_salary=Decimal("3000.00"), currency="EUR") for u in users])
+
+
+def measure_payroll(n: int, processes: Processes) -> dict[str, Any]:
+    """(p) a payroll run of N employees on the payroll worker, until the last salary-credited notice."""
+    from events.models import InboxEntry, StoredEvent
+    from notifications.models import Notification
+    from payroll.models import PayrollRun
+    from payroll.periods import format_period, last_ended_period
+    from payroll.schedule import month_before
+    from payroll.tasks import run_payroll_for_period
+
+    if not any(name == "relay" for name, _ in processes.running):
+        processes.start("relay", [str(PYTHON), "manage.py", "relay"])
+    processes.start(
+        "worker-payroll",
+        [str(CELERY), "-A", "project", "worker", "-Q", "payroll,notifications", "-c", "2", "-P", "prefork",
+         "-n", f"bench-payroll-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", os.environ["LOG_LEVEL"]],
+    )  # fmt: skip
+    period = last_ended_period()
+    warmup = month_before(month_before(period))  # nobody to pay yet: only shows that the worker is up
+    run_payroll_for_period.delay(format_period(warmup), "admin")
+    wait_for(lambda: PayrollRun.objects.filter(period=warmup, status="completed").exists(), 120, "the payroll worker", processes)
+    hire_employees(n)
+
+    start = time.time()
+    run_payroll_for_period.delay(format_period(period), "admin")
+    notices = Notification.objects.filter(kind="salary-credited")
+    wait_for(lambda: notices.count() >= n, max(300.0, n / 5), f"{n} salary-credited notices", processes, interval=0.1)
+    last_notice = max(at.timestamp() for at in notices.values_list("created_at", flat=True))
+    run = PayrollRun.objects.get(period=period)
+    events = StoredEvent.objects.filter(event_type="SalaryCredited")
+    first_event = min(at.timestamp() for at in events.values_list("timestamp", flat=True))
+    last_published = max(at.timestamp() for at in events.values_list("published_at", flat=True))
+    handled = InboxEntry.objects.filter(handler="notifications.handlers.send_salary_credited_notice")
+    last_handled = max(at.timestamp() for at in handled.values_list("processed_at", flat=True))
+    elapsed = last_notice - start
+    run_s = (run.finished_at - run.started_at).total_seconds()
+    return {
+        "n": n,
+        "elapsed_s": elapsed,
+        "rate": n / elapsed,
+        "unit": "employees/s",
+        "run_s": run_s,
+        "payslips_and_events_written_per_s": n / run_s if run_s else None,
+        "run_finished_s": run.finished_at.timestamp() - start,
+        "last_relayed_s": last_published - start,
+        "last_notice_s": elapsed,
+        "bus_events_per_s": n / (last_handled - first_event),
+        "relay_events_per_s": n / (last_published - first_event),
+        "chunk_size": int(os.environ.get("PAYROLL_CHUNK_SIZE", "500")),
+        "how": "run_payroll_for_period.delay() -> payroll worker (-Q payroll,notifications -c 2): one transaction per "
+        "chunk of payslips with their SalaryCredited events -> `manage.py relay` -> notifications.events -> consumer -> "
+        "salary-credited notice; employees/s from the .delay() to the last Notification.created_at; bus events/s from "
+        "the first event's timestamp to the last handled (InboxEntry.processed_at)",
+    }
+
+
 def compute_latencies(ids: list[str], after_id: int) -> dict[str, Any]:
     from events.models import StoredEvent
 
@@ -567,7 +641,7 @@ def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> None:
-    a, b, c, d, lat = (results["figures"].get(k) for k in ("a", "b", "c", "d", "latency"))
+    a, b, c, d, lat, pay = (results["figures"].get(k) for k in ("a", "b", "c", "d", "latency", "p"))
 
     def missing(phase: str) -> str:
         return "failed" if phase in PHASES else "not run"
@@ -607,6 +681,8 @@ def report(results: dict[str, Any]) -> None:
             "p50 < 50 ms",
             yes[None if lat is None else lat["p50_ms"] < 50],
         ),
+        ("(p) payroll run -> last notice", rate(pay, "p"), "", "", "", ""),
+        ("(p) bus during the payroll", f"{pay['bus_events_per_s']:,.0f} events/s" if pay else missing("p"), "", "", "", ""),
     ]
     header = ("figure", "rate", "ratio", "p50 / p99", "target", "meets target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -721,6 +797,9 @@ def main() -> int:
             if "d" in PHASES:
                 log("(d) the bus end to end, then latency at light load ...")
                 results["figures"]["d"], results["figures"]["latency"] = measure_bus(N, processes, env)
+            if "p" in PHASES:
+                log(f"(p) a payroll run of {N} employees, to the last salary-credited notice ...")
+                results["figures"]["p"] = measure_payroll(N, processes)
             processes.stop_all()
             add_worker_stats(results["figures"], workdir)
         except (Exception, KeyboardInterrupt) as exc:

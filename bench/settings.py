@@ -6,10 +6,10 @@ and the relay's wake address come from the environment, which run.py sets.
 """
 
 from project.settings import *  # noqa: F403
-from project.settings import INSTALLED_APPS, SERVICES
+from project.settings import CELERY_TASK_ROUTES, INSTALLED_APPS, SERVICES
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.benchapp"]
 # `bench` is a service like any other: task queue `bench`, event queue `bench.events`.
 SERVICES = [*SERVICES, "bench"]
 # Plain `.delay()` of the bench task lands on the same kind of queue as the bus's handler tasks.
-CELERY_TASK_ROUTES = {"bench.*": {"queue": "bench"}}
+CELERY_TASK_ROUTES = {**CELERY_TASK_ROUTES, "bench.*": {"queue": "bench"}}

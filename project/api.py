@@ -27,10 +27,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import HttpError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
+from accounts.api import tokens_router
+from accounts.auth import ApiTokenAuth, CallLimitExhausted
+from payroll.api import router as payroll_router
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +61,30 @@ api = NinjaAPI(
     description="JSON APIs of the services. Errors are JSON with a `detail` that says what is wrong.",
     parser=JsonOnlyParser(),
     urls_namespace="api",
+    # Every operation needs `Authorization: Bearer <token>` unless it says otherwise (sign-up, token creation).
+    auth=ApiTokenAuth(),
 )
 api.add_router("/users", accounts_router)
+api.add_router("/tokens", tokens_router)
+api.add_router("/payroll", payroll_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:
     return api.create_response(request, {"detail": detail}, status=status)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = error(request, 401, "send a valid API token: Authorization: Bearer <token> (POST /api/tokens/ makes one)")
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(CallLimitExhausted)
+def call_limit_exhausted(request: HttpRequest, exc: CallLimitExhausted) -> HttpResponse:
+    response = error(request, 429, str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(HttpError)

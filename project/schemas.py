@@ -15,3 +15,5 @@ class ValidationErrorOut(Schema):
 
 # What any operation that reads a JSON body may answer besides its own results.
 BODY_ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ValidationErrorOut}
+# What any operation that needs a token may answer besides its own results.
+AUTH_ERRORS: dict[int, type[Schema]] = {401: ErrorOut, 429: ErrorOut}

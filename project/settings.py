@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "events",
     "notifications",
     "orders",
+    "payroll",
 ]
 
 MIDDLEWARE = [
@@ -118,9 +119,21 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 # --- Services. Each name is a Celery task queue `<service>` and an event queue
 # `<service>.events`; a worker runs `-Q` with one or more of them.
-SERVICES = ["accounts", "notifications"]
+SERVICES = ["accounts", "notifications", "payroll"]
 # Base URLs of the services' HTTP APIs, for request-driven calls and event call-backs.
 SERVICE_BASE_URL = env.str("SERVICE_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Scheduled jobs (celery-beat, database scheduler). The schedules are rows of
+# django_celery_beat, created once by migrations from these values and edited in the admin after.
+# Payroll: the month that has just ended is paid at this crontab ("minute hour day-of-month
+# month day-of-week") in this time zone; a period is a calendar month in that zone.
+PAYROLL_TIME_ZONE = env.str("PAYROLL_TIME_ZONE", default="UTC")
+PAYROLL_CRONTAB = env.str("PAYROLL_CRONTAB", default="0 9 1 * *")
+# Payslips (with their events) committed per transaction.
+PAYROLL_CHUNK_SIZE = env.int("PAYROLL_CHUNK_SIZE", default=500)
+# API tokens: calls per user and UTC hour; the hourly job (at this crontab, UTC) restores them.
+API_CALLS_PER_HOUR = env.int("API_CALLS_PER_HOUR", default=1000)
+API_LIMITS_CRONTAB = env.str("API_LIMITS_CRONTAB", default="0 * * * *")
 
 # --- Event bus (events/). Documented in README.md, "Configuration".
 EVENTS_SOURCE = env.str("EVENTS_SOURCE", default="django-services")
@@ -173,6 +186,8 @@ CELERY_DB_REUSE_MAX = 1000
 # Task queues (`default` and one per service, bound to the topic exchange `tasks`) are built
 # in events/topology.py with the rest of the broker names; see project/celery.py.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A service's own tasks run on its own queue (and worker).
+CELERY_TASK_ROUTES = {"payroll.*": {"queue": "payroll"}, "accounts.*": {"queue": "accounts"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # One handler, on the root logger, for every process (Celery's workers and beat use it too, see

@@ -3,6 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.generic import RedirectView
 
+from project import beat_admin  # noqa: F401 - the periodic tasks' next run in the admin
 from project.api import api
 
 

@@ -108,10 +108,31 @@ def test_demo_setup_registers_the_demo_superuser_once_and_says_its_event_comes_f
 
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("admin")
-    assert registered() == [
-        {"userId": str(admin.pk), "username": "admin", "email": "admin@example.com", "dateJoined": registered()[0]["dateJoined"]}
-    ]
+    # The superuser first, then the demo employees, each registered once however often it runs.
+    assert registered()[0] == {
+        "userId": str(admin.pk),
+        "username": "admin",
+        "email": "admin@example.com",
+        "dateJoined": registered()[0]["dateJoined"],
+    }
+    assert [e["username"] for e in registered()] == ["admin", "grace", "linus", "margaret"]
     assert "welcome email to admin@example.com" in out.getvalue()
+
+
+def test_demo_setup_seeds_employees_and_an_api_token_once(settings: Any) -> None:
+    from accounts.models import ApiToken
+    from payroll.models import Employee
+
+    settings.DEBUG = True
+    out = io.StringIO()
+
+    call_command("demo_setup", stdout=out)
+    call_command("demo_setup", stdout=io.StringIO())
+
+    assert sorted(Employee.objects.values_list("user__username", flat=True)) == ["grace", "linus", "margaret"]
+    assert all(e.monthly_salary > 0 and len(e.currency) == 3 for e in Employee.objects.all())
+    token = ApiToken.objects.get(user__username="admin")
+    assert token.prefix in out.getvalue() and "Authorization: Bearer" in out.getvalue()
 
 
 def test_demo_setup_refuses_to_run_in_production(settings: Any) -> None:
