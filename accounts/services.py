@@ -116,7 +116,10 @@ def api_call_consume(*, user: AbstractUser) -> bool:
         user=user,
         defaults={"calls_per_hour": settings.API_CALLS_PER_HOUR, "remaining": max(0, settings.API_CALLS_PER_HOUR - 1)},
     )
-    return created and limit.calls_per_hour > 0
+    if created:
+        return limit.calls_per_hour > 0
+    # A concurrent first call created the row between the two statements: take from it like any call.
+    return bool(ApiCallLimit.objects.filter(user=user, remaining__gt=0).update(remaining=F("remaining") - 1))
 
 
 def hour_bucket(now: datetime | None = None) -> datetime:
