@@ -29,6 +29,8 @@ from ninja.errors import HttpError
 from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
+from orders.api import products_router
+from orders.api import router as orders_router
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("/users", accounts_router)
+api.add_router("/orders", orders_router)
+api.add_router("/products", products_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:

@@ -1,0 +1,41 @@
+"""Who may call the state-changing APIs. Each list is tried in order; the first that recognises the caller wins.
+
+- `CUSTOMER`: a person: Django's session (the admin's login, with CSRF) or HTTP Basic with a
+  username and password. Another scheme (API tokens) is added by appending it here.
+- `SERVICE`: another service of this project, with `X-Service-Key: <SERVICE_API_KEY>`.
+"""
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.http import HttpRequest
+from ninja.security import APIKeyHeader, HttpBasicAuth, django_auth
+
+from project.schemas import ErrorOut
+
+
+class BasicAuth(HttpBasicAuth):
+    def authenticate(self, request: HttpRequest, username: str, password: str) -> Any:
+        user = authenticate(request, username=username, password=password)
+        if user is not None and user.is_active:
+            request.user = user
+            return user
+        return None
+
+
+class ServiceKey(APIKeyHeader):
+    param_name = "X-Service-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        if key and hmac.compare_digest(key.encode(), settings.SERVICE_API_KEY.encode()):
+            return "service"
+        return None
+
+
+CUSTOMER = [django_auth, BasicAuth()]
+SERVICE = [ServiceKey()]
+
+# What an operation behind these may answer besides its own results (403: a session without its CSRF token).
+AUTH_ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut}
