@@ -5,6 +5,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 
 from orders import selectors, store
+from orders.checkout import CheckoutUnavailable, PaymentDeclined, checkout_sync
 from orders.domain import CannotCancel, Order
 from orders.events import OrderItem, ShippingAddress
 from orders.services import OrderNotFound, order_cancel, order_place
@@ -13,6 +14,7 @@ from project.schemas import BODY_ERRORS, ErrorOut
 
 router = Router(tags=["orders"])
 products_router = Router(tags=["orders"])
+checkout_router = Router(tags=["orders"])
 
 
 class ItemIn(Schema):
@@ -145,3 +147,32 @@ def order_cancel_view(request: HttpRequest, order_id: str, payload: CancelIn) ->
 @products_router.get("/", response=list[ProductOut], summary="The product catalogue")
 def product_list(request: HttpRequest) -> list[object]:
     return list(selectors.product_list())
+
+
+class CheckoutOut(OrderOut):
+    notified: bool
+
+
+@checkout_router.post(
+    "/sync",
+    response={201: CheckoutOut, 402: ErrorOut, 503: ErrorOut, **api_auth.AUTH_ERRORS, **BODY_ERRORS},
+    auth=api_auth.CUSTOMER,
+    summary="Request-driven checkout",
+)
+def checkout_sync_view(request: HttpRequest, payload: OrderIn) -> Status:
+    """Charges over HTTP and waits, then notifies over HTTP; the order exists only once paid.
+
+    503 when payments is unreachable (within the connect timeout) or slower than the read timeout:
+    then no order, no event and no charge remain. 402 when the payment is declined.
+    """
+    try:
+        result = checkout_sync(
+            customer=request.auth,
+            items=[(item.productId, item.quantity) for item in payload.items],
+            shipping_address=payload.shippingAddress.model_dump(),
+        )
+    except CheckoutUnavailable as exc:
+        return Status(503, {"detail": str(exc)})
+    except PaymentDeclined as exc:
+        return Status(402, {"detail": str(exc)})
+    return Status(201, CheckoutOut(**OrderOut.of(result.order).model_dump(), notified=result.notified))

@@ -29,8 +29,10 @@ from ninja.errors import HttpError
 from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
-from orders.api import products_router
+from notifications.api import router as notifications_router
+from orders.api import checkout_router, products_router
 from orders.api import router as orders_router
+from payments.api import router as payments_router
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ api = NinjaAPI(
 api.add_router("/users", accounts_router)
 api.add_router("/orders", orders_router)
 api.add_router("/products", products_router)
+api.add_router("/checkout", checkout_router)
+api.add_router("/payments", payments_router)
+api.add_router("/notifications", notifications_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:

@@ -11,9 +11,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
-from ninja.security import APIKeyHeader, HttpBasicAuth, django_auth
+from ninja.security import APIKeyHeader, HttpBasicAuth
+from ninja.security import SessionAuth as NinjaSessionAuth
 
 from project.schemas import ErrorOut
+
+
+class SessionAuth(NinjaSessionAuth):
+    """Django's session, with its CSRF check; a request without a session cookie is simply not this scheme's."""
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return None
+        return super()._get_key(request)
 
 
 class BasicAuth(HttpBasicAuth):
@@ -34,7 +44,7 @@ class ServiceKey(APIKeyHeader):
         return None
 
 
-CUSTOMER = [django_auth, BasicAuth()]
+CUSTOMER = [SessionAuth(), BasicAuth()]
 SERVICE = [ServiceKey()]
 
 # What an operation behind these may answer besides its own results (403: a session without its CSRF token).
