@@ -2,7 +2,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Path, Router, Schema, Status
 
 from orders import selectors, store
 from orders.checkout import CheckoutUnavailable, PaymentDeclined, checkout_sync
@@ -10,7 +10,9 @@ from orders.domain import CannotCancel, Order
 from orders.events import OrderItem, ShippingAddress
 from orders.services import OrderNotFound, order_cancel, order_place
 from project import api_auth
-from project.schemas import BODY_ERRORS, ErrorOut
+from project.schemas import BODY_ERRORS, ErrorOut, ValidationErrorOut
+
+ORDER_ID = Path(..., min_length=1, max_length=50, pattern=r"^[A-Za-z0-9-]+$")
 
 router = Router(tags=["orders"])
 products_router = Router(tags=["orders"])
@@ -97,8 +99,10 @@ def _order(order_id: str) -> Order:
     return order
 
 
-@router.get("/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="An order, folded from its events")
-def order_detail(request: HttpRequest, order_id: str) -> Status:
+@router.get(
+    "/{order_id}", response={200: OrderOut, 404: ErrorOut, 422: ValidationErrorOut}, summary="An order, folded from its events"
+)
+def order_detail(request: HttpRequest, order_id: str = ORDER_ID) -> Status:
     """Read by inventory when OrderPlaced 1.0 tells it an order exists (event notification plus call back)."""
     try:
         return Status(200, OrderOut.of(_order(order_id)))
@@ -106,7 +110,8 @@ def order_detail(request: HttpRequest, order_id: str) -> Status:
         return Status(404, {"detail": str(exc)})
 
 
-@router.get("/", response={200: list[OrderSummaryOut], 401: ErrorOut}, auth=api_auth.CUSTOMER, summary="Your orders")
+@router.get("", response={200: list[OrderSummaryOut], **api_auth.AUTH_ERRORS}, auth=api_auth.CUSTOMER, include_in_schema=False)
+@router.get("/", response={200: list[OrderSummaryOut], **api_auth.AUTH_ERRORS}, auth=api_auth.CUSTOMER, summary="Your orders")
 def order_list(request: HttpRequest) -> list[object]:
     """From the read model; staff see every order."""
     return list(selectors.order_list(user=request.auth)[:200])
@@ -132,7 +137,7 @@ def order_place_view(request: HttpRequest, payload: OrderIn) -> Status:
     auth=api_auth.CUSTOMER,
     summary="Cancel an order",
 )
-def order_cancel_view(request: HttpRequest, order_id: str, payload: CancelIn) -> Status:
+def order_cancel_view(request: HttpRequest, payload: CancelIn, order_id: str = ORDER_ID) -> Status:
     try:
         order = _order(order_id)
         if not request.auth.is_staff and order.user_id != str(request.auth.pk):
