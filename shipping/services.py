@@ -95,5 +95,7 @@ def shipment_ship(*, shipment_id: str) -> Shipment:
 @transaction.atomic
 def shipping_order_cancel(*, order_id: str) -> None:
     """OrderCancelled: a shipment not shipped yet is cancelled; an order not confirmed yet never ships."""
+    # Cancelled before OrderPlaced reached shipping: remember it, so that the order never ships.
+    ShippingOrder.objects.get_or_create(order_id=order_id, defaults={"city": "", "pincode": "", "cancelled": True})
     ShippingOrder.objects.filter(order_id=order_id).update(cancelled=True)
     Shipment.objects.filter(order_id=order_id, status=Shipment.Status.CREATED).update(status=Shipment.Status.CANCELLED)

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from inventory.models import Stock
 from orders.models import OrderSummary, Product
 
 ROOT = Path(settings.BASE_DIR)
-PASSWORD = "demo-checkout-password-1"
 BODY = {"items": [{"productId": "DEMO-1", "quantity": 1}], "shippingAddress": {"city": "Hyderabad", "pincode": "500001"}}
 
 
@@ -85,9 +85,10 @@ class Command(BaseCommand):
         wake = f"127.0.0.1:{free_port()}"
         settings.EVENTS_RELAY_WAKE_ADDRESS = wake
         self.env = {**os.environ, "ORDERS_BASE_URL": self.url, "EVENTS_RELAY_WAKE_ADDRESS": wake}
-        self.logs = Path(settings.BASE_DIR) / "db" / "demo_checkout_logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs = Path(tempfile.mkdtemp(prefix="demo-checkout-"))
+        self.stdout.write(f"API at {self.url}; relay and worker logs in {self.logs}")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.client = self.customer_client()
         try:
             self.start("relay", [sys.executable, "manage.py", "relay"])
             for service in ("orders,shipping,notifications", "payments", "inventory"):
@@ -120,7 +121,7 @@ class Command(BaseCommand):
         Stock.objects.update_or_create(sku="DEMO-1", defaults={"available": 1_000_000})
         User = get_user_model()
         if not User.objects.filter(username="demo-customer").exists():
-            user_register(username="demo-customer", email="demo-customer@example.com", password=PASSWORD)
+            user_register(username="demo-customer", email="demo-customer@example.com")
         from payments.models import ProviderSettings
 
         ProviderSettings.objects.update_or_create(pk=1, defaults={"failure_rate": 0.0, "latency_ms": 20, "down": False})
@@ -170,10 +171,24 @@ class Command(BaseCommand):
 
     # --- the two styles
 
+    def customer_client(self) -> httpx.Client:
+        """A logged-in customer's session, as a browser has it (Basic auth would hash the password on every call)."""
+        from django.middleware.csrf import _get_new_csrf_string
+        from django.test import Client
+
+        browser = Client()
+        browser.force_login(get_user_model().objects.get(username="demo-customer"))
+        csrf = _get_new_csrf_string()
+        cookies = {
+            settings.SESSION_COOKIE_NAME: browser.cookies[settings.SESSION_COOKIE_NAME].value,
+            settings.CSRF_COOKIE_NAME: csrf,
+        }
+        return httpx.Client(base_url=self.url, cookies=cookies, headers={"X-CSRFToken": csrf}, timeout=30)
+
     def post(self, path: str) -> tuple[httpx.Response | None, float]:
         started = time.perf_counter()
         try:
-            response = httpx.post(f"{self.url}{path}", json=BODY, auth=("demo-customer", PASSWORD), timeout=30)
+            response = self.client.post(path, json=BODY)
         except httpx.HTTPError:
             response = None
         return response, time.perf_counter() - started
