@@ -53,11 +53,11 @@ class Order:
         return sum(line.quantity for line in self.items)
 
 
-def apply(order: Order, event_type: str, data: dict[str, Any], sequence: int, timestamp: datetime) -> Order:
-    """The order after one more event of its stream."""
-    changes: dict[str, Any] = {"version": sequence, "changed_at": timestamp}
+def changes(event_type: str, data: dict[str, Any], sequence: int, timestamp: datetime) -> dict[str, Any]:
+    """What one more event of its stream changes in an order."""
+    result: dict[str, Any] = {"version": sequence, "changed_at": timestamp}
     if event_type == "OrderPlaced":
-        changes.update(
+        result.update(
             status=PLACED,
             user_id=str(data.get("userId") or ""),
             items=tuple(Line(item["productId"], int(item["quantity"])) for item in data.get("items", ())),
@@ -67,33 +67,38 @@ def apply(order: Order, event_type: str, data: dict[str, Any], sequence: int, ti
             placed_at=timestamp,
         )
     elif event_type == "PaymentCaptured":
-        changes.update(payment="captured", payment_id=data["paymentId"])
+        result.update(payment="captured", payment_id=data["paymentId"])
     elif event_type == "PaymentFailed":
-        changes.update(payment="failed", reason=data["reason"])
+        result.update(payment="failed", reason=data["reason"])
     elif event_type == "PaymentRefunded":
-        changes.update(payment="refunded")
+        result["payment"] = "refunded"
     elif event_type == "StockReserved":
-        changes.update(stock="reserved")
+        result["stock"] = "reserved"
     elif event_type == "OutOfStock":
-        changes.update(stock="out_of_stock", reason="out of stock: " + ", ".join(data["productIds"]))
+        result.update(stock="out_of_stock", reason="out of stock: " + ", ".join(data["productIds"]))
     elif event_type == "StockReleased":
-        changes.update(stock="released")
+        result["stock"] = "released"
     elif event_type == "OrderConfirmed":
-        changes.update(status=CONFIRMED)
+        result["status"] = CONFIRMED
     elif event_type == "OrderCancelled":
-        changes.update(status=CANCELLED, reason=data["reason"])
+        result.update(status=CANCELLED, reason=data["reason"])
     elif event_type == "ShipmentCreated":
-        changes.update(shipment_id=data["shipmentId"])
+        result["shipment_id"] = data["shipmentId"]
     elif event_type == "OrderShipped":
-        changes.update(status=SHIPPED, tracking_number=data["trackingNumber"])
-    return replace(order, **changes)
+        result.update(status=SHIPPED, tracking_number=data["trackingNumber"])
+    return result
+
+
+def apply(order: Order, event_type: str, data: dict[str, Any], sequence: int, timestamp: datetime) -> Order:
+    """The order after one more event of its stream."""
+    return replace(order, **changes(event_type, data, sequence, timestamp))
 
 
 def fold(order_id: str, events: Iterable[tuple[str, dict[str, Any], int, datetime]]) -> Order:
-    order = Order(id=order_id)
+    state: dict[str, Any] = {"id": order_id}
     for event_type, data, sequence, timestamp in events:
-        order = apply(order, event_type, data, sequence, timestamp)
-    return order
+        state.update(changes(event_type, data, sequence, timestamp))
+    return Order(**state)
 
 
 # --- The saga: what the order does next, given what has happened to it.
