@@ -97,7 +97,12 @@ def _latencies(ids: list[str]) -> dict[str, Any]:
 
 
 def measure_saga(
-    processes: Any, start_worker: Callable[[dict[str, str]], None], wait_for: Callable[..., Any], n: int, light: int
+    processes: Any,
+    start_worker: Callable[[dict[str, str]], None],
+    wait_for: Callable[..., Any],
+    n: int,
+    light: int,
+    light_interval: float = 0.25,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     url, server = serve_api()
     try:
@@ -126,11 +131,13 @@ def measure_saga(
         }
 
         time.sleep(1.0)
-        light_ids = _place(customer, light, interval=0.05)
+        light_ids = _place(customer, light, interval=light_interval)
         wait_for(lambda: _confirmed(light_ids) == light, 120, "the light-load orders", processes)
         latency = _latencies(light_ids)
         latency.pop("last_confirmed")
-        latency["how"] = f"{light} orders, one every 50 ms; OrderConfirmed.timestamp - OrderPlaced.timestamp"
+        latency["how"] = (
+            f"{light} orders, one every {light_interval * 1000:.0f} ms; OrderConfirmed.timestamp - OrderPlaced.timestamp"
+        )
         return throughput, latency
     finally:
         server.shutdown()

@@ -54,7 +54,8 @@ LATENCY_INTERVAL = float(os.environ.get("BENCH_LATENCY_INTERVAL_MS", "10")) / 10
 TXN_SIZE = int(os.environ.get("BENCH_TXN_SIZE", "1"))  # events per transaction in (d)
 PHASES = set(os.environ.get("BENCH_PHASES", "abcdef"))  # run only some figures, e.g. BENCH_PHASES=ab
 SAGA_N = int(os.environ.get("BENCH_SAGA_ORDERS", "300"))
-SAGA_LIGHT = int(os.environ.get("BENCH_SAGA_LIGHT_ORDERS", "50"))
+SAGA_LIGHT = int(os.environ.get("BENCH_SAGA_LIGHT_ORDERS", "40"))
+SAGA_LIGHT_INTERVAL = float(os.environ.get("BENCH_SAGA_LIGHT_INTERVAL_MS", "250")) / 1000
 REBUILD_ORDERS = int(os.environ.get("BENCH_REBUILD_ORDERS", "20000"))
 BROKER_HOST = os.environ.get("BENCH_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("BENCH_BROKER_PORT", "5672"))
@@ -770,7 +771,7 @@ def main() -> int:
 
                 log(f"(e) the checkout saga: {SAGA_N} orders, then {SAGA_LIGHT} at light load ...")
                 results["figures"]["saga"], results["figures"]["saga_latency"] = commerce.measure_saga(
-                    processes, start_commerce_worker, wait_for, SAGA_N, SAGA_LIGHT
+                    processes, start_commerce_worker, wait_for, SAGA_N, SAGA_LIGHT, SAGA_LIGHT_INTERVAL
                 )
             if "f" in PHASES:
                 from bench import commerce

@@ -6,7 +6,7 @@ Guarantees:
 - Projecting live is idempotent and never goes back: a row is only overwritten by a fold of a
   higher version, whatever order concurrent writers commit in.
 - `rebuild` replaces every row from the log in one transaction, reading the log once in
-  (subject, sequence) order and writing in batches (one multi-row INSERT each).
+  (subject, sequence) order and writing in batches (COPY on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from orders.domain import Order, changes
 from orders.models import OrderSummary
 from orders.store import ORDER_ID_PREFIX
 
-BATCH = 1000
+BATCH = 2000
 
 
 def row_of(order: Order) -> dict[str, Any]:
@@ -77,10 +77,21 @@ def folded_orders(chunk_size: int = 2000) -> Iterator[Order]:
 
 
 def _insert(rows: list[dict[str, Any]]) -> None:
-    """Insert read-model rows in one statement per batch, adapting values as the ORM would (it is slower at it)."""
+    """Insert read-model rows in bulk: COPY on PostgreSQL, one prepared INSERT run for every row elsewhere.
+
+    Values are adapted as the ORM would adapt them; its bulk_create costs more than reading the log.
+    """
     if not rows:
         return
     fields = OrderSummary._meta.concrete_fields
+    names = [f.attname for f in fields]
+    table = connection.ops.quote_name(OrderSummary._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    if connection.vendor == "postgresql":  # COPY: psycopg adapts the values, PostgreSQL takes them in one stream
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in names])
+        return
     adapters: list[Any] = []
     for f in fields:
         if isinstance(f, models.DateTimeField):
@@ -89,12 +100,7 @@ def _insert(rows: list[dict[str, Any]]) -> None:
             adapters.append(lambda v, f=f: connection.ops.adapt_decimalfield_value(v, f.max_digits, f.decimal_places))
         else:
             adapters.append(None)
-    names = [f.attname for f in fields]
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        connection.ops.quote_name(OrderSummary._meta.db_table),
-        ", ".join(connection.ops.quote_name(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
     params = [
         tuple(row[name] if adapt is None else adapt(row[name]) for name, adapt in zip(names, adapters, strict=True))
         for row in rows
