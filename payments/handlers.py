@@ -3,7 +3,9 @@ from orders.events import OrderCancelled, OrderCancelledV1, OrderPlaced, OrderPl
 from payments.services import payment_for_order, payment_refund_for_order
 
 
-@subscribe(OrderPlaced, version="2.2", service="payments")
+# A provider outage is retried with backoff (capped at EVENTS_RETRY_BACKOFF_MAX_SECONDS) for about an
+# hour with the defaults before the event becomes a dead letter to replay.
+@subscribe(OrderPlaced, version="2.2", service="payments", max_attempts=12)
 def charge_order(event: Event[OrderPlacedV2_2]) -> None:
     order = event.data
     payment_for_order(
