@@ -122,8 +122,7 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 # --- Services. Each name is a Celery task queue `<service>` and an event queue
 # `<service>.events`; a worker runs `-Q` with one or more of them.
-SERVICES = ["accounts", "notifications"]
-SERVICES += ["orders", "payments", "inventory", "shipping"]
+SERVICES = ["accounts", "notifications", "orders", "payments", "inventory", "shipping"]
 # Base URLs of the services' HTTP APIs, for request-driven calls and event call-backs.
 SERVICE_BASE_URL = env.str("SERVICE_BASE_URL", default="http://127.0.0.1:8000")
 
