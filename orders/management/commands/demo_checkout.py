@@ -81,8 +81,10 @@ class Command(BaseCommand):
         server = ThreadedWSGIServer(("127.0.0.1", port), QuietHandler)
         server.set_app(get_internal_wsgi_application())
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        settings.PAYMENTS_BASE_URL = settings.NOTIFICATIONS_BASE_URL = settings.ORDERS_BASE_URL = self.url
         wake = f"127.0.0.1:{free_port()}"
+        changed = ("PAYMENTS_BASE_URL", "NOTIFICATIONS_BASE_URL", "ORDERS_BASE_URL", "EVENTS_RELAY_WAKE_ADDRESS")
+        saved = {name: getattr(settings, name) for name in changed}
+        settings.PAYMENTS_BASE_URL = settings.NOTIFICATIONS_BASE_URL = settings.ORDERS_BASE_URL = self.url
         settings.EVENTS_RELAY_WAKE_ADDRESS = wake
         self.env = {**os.environ, "ORDERS_BASE_URL": self.url, "EVENTS_RELAY_WAKE_ADDRESS": wake}
         self.logs = Path(tempfile.mkdtemp(prefix="demo-checkout-"))
@@ -110,6 +112,9 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     proc.kill()
             server.shutdown()
+            self.client.close()
+            for name, value in saved.items():
+                setattr(settings, name, value)
         self.stdout.write(self.table(runs))
 
     # --- set-up
