@@ -5,7 +5,8 @@ transport differs. Each call has a connect and a read timeout. Failures are fast
 payments unreachable → `CheckoutUnavailable` within the connect timeout; payments slower than the
 read timeout → `CheckoutUnavailable` at the timeout (payments itself charges nothing it cannot
 answer for in time, see payments/api.py). In both cases no order, no event and no charge remain:
-the order is placed only after the payment is captured.
+the order is placed only after the payment is captured (and should placing it fail, the charge
+is voided through the payments API before the answer).
 
 Retries: only where the call is idempotent. The notification carries an Idempotency-Key and is
 retried; the charge carries one too (the order id), but it is not retried within the request, so
@@ -14,6 +15,7 @@ that an unreachable payments service costs one connect timeout, not several.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +25,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from orders.domain import Order
 from orders.services import new_order_id, order_place, order_quote
+
+logger = logging.getLogger(__name__)
 
 
 class CheckoutUnavailable(Exception):
@@ -77,6 +81,15 @@ def _charge(order_id: str, total: str, currency: str) -> None:
         raise CheckoutUnavailable(f"payments answered {response.status_code}: {_detail(response)}")
 
 
+def _void(order_id: str) -> None:
+    transport = httpx.HTTPTransport(retries=2)  # idempotent: voiding twice gives back one charge
+    try:
+        with httpx.Client(base_url=settings.PAYMENTS_BASE_URL, timeout=_timeout(), transport=transport) as client:
+            client.post(f"/api/payments/charges/{order_id}/void", headers=_headers(f"{order_id}:void"))
+    except httpx.HTTPError:
+        logger.exception("could not give back the charge of %s, whose order was not placed", order_id)
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail", ""))
@@ -109,5 +122,9 @@ def checkout_sync(
     quote = order_quote(items=items)
     order_id = new_order_id()
     _charge(order_id, str(quote.total), quote.currency)
-    order = order_place(customer=customer, items=items, shipping_address=shipping_address, order_id=order_id)
+    try:
+        order = order_place(customer=customer, items=items, shipping_address=shipping_address, order_id=order_id)
+    except BaseException:
+        _void(order_id)  # charged, but no order: give the charge back before answering
+        raise
     return CheckoutResult(order=order, notified=_notify(order, getattr(customer, "email", "")))

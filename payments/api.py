@@ -1,11 +1,11 @@
 from decimal import Decimal
 
 from django.http import HttpRequest
-from ninja import Field, Header, Router, Schema, Status
+from ninja import Field, Header, Path, Router, Schema, Status
 
 from payments.models import Payment
 from payments.provider import ProviderUnavailable
-from payments.services import payment_charge
+from payments.services import payment_charge, payment_void
 from project import api_auth
 from project.schemas import BODY_ERRORS, ErrorOut
 
@@ -66,3 +66,22 @@ def charge_create(
     if payment.status != Payment.Status.CAPTURED:
         return Status(409, {"detail": f"the order's payment is {payment.status}"})
     return Status(200 if existing else 201, payment)
+
+
+@router.post(
+    "/charges/{order_id}/void",
+    response={200: ChargeOut, 404: ErrorOut, 503: ErrorOut, **api_auth.AUTH_ERRORS},
+    auth=api_auth.SERVICE,
+    summary="Give back the charge of an order that was not placed",
+)
+def charge_void(
+    request: HttpRequest, order_id: str = Path(..., min_length=1, max_length=50, pattern=r"^[A-Za-z0-9-]+$")
+) -> Status:
+    """Idempotent: a charge already given back, or one whose order exists in the event log, is left as it is."""
+    try:
+        payment = payment_void(order_id=order_id)
+    except ProviderUnavailable as exc:
+        return Status(503, {"detail": str(exc)})
+    if payment is None:
+        return Status(404, {"detail": f"no charge for {order_id!r}"})
+    return Status(200, payment)

@@ -93,3 +93,16 @@ def payment_refund_for_order(*, order_id: str) -> Payment:
         ],
     )
     return payment
+
+
+@transaction.atomic
+def payment_void(*, order_id: str) -> Payment | None:
+    """Give back a charge whose order was never placed (the request-driven checkout failed after charging)."""
+    payment = Payment.objects.select_for_update().filter(order_id=order_id).first()
+    if payment is None or payment.status != Payment.Status.CAPTURED or payment.reported:
+        return payment
+    provider.refund(reference=payment.provider_reference, amount=payment.amount, currency=payment.currency)
+    payment.status = Payment.Status.REFUNDED
+    payment.reason = "voided: the order was not placed"
+    payment.save(update_fields=["status", "reason", "updated_at"])
+    return payment

@@ -162,3 +162,20 @@ def test_the_payments_api_is_for_services_and_charges_once_per_order(shop: str) 
     again = httpx.post(f"{shop}/api/payments/charges", json=charge, headers=headers, timeout=10)
     assert (first.status_code, again.status_code) == (201, 200) and first.json() == again.json()
     assert Payment.objects.count() == 1
+
+
+def test_a_charge_whose_order_cannot_be_placed_is_given_back(shop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.exceptions import ValidationError
+
+    from orders import checkout as checkout_module
+
+    def catalogue_changed(**kwargs: Any) -> None:
+        raise ValidationError({"items": "No such product: P001."})
+
+    monkeypatch.setattr(checkout_module, "order_place", catalogue_changed)  # fails after the charge
+    response = checkout(shop)
+
+    assert response.status_code == 422
+    payment = Payment.objects.get()
+    assert (payment.status, payment.reason) == ("refunded", "voided: the order was not placed")
+    assert not StoredEvent.objects.exclude(event_type="UserRegistered").exists() and not OrderSummary.objects.exists()
