@@ -20,6 +20,7 @@ run: $(STAMP)
 	@$(BIN)/python manage.py checkbroker
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo_setup
+	$(BIN)/python manage.py demo_catalogue
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: $(STAMP)

@@ -9,6 +9,8 @@ Figures (see bench/README.md):
   (d) bus end to end                  publish -> relay -> broker -> consumer -> handler; target (d)/(c) >= 1
       plus commit -> handler latency at light load; target p50 < 50 ms
   (p) payroll run                     N employees paid by the payroll worker -> N SalaryCredited -> N notices
+  (e) checkout saga                   orders placed -> confirmed per second, placing -> confirmed p50/p99
+  (f) projection rebuild              rebuild_projections vs a raw read of the same log rows; target >= 0.5
 
 Everything runs in a vhost created for the run and on a fresh database (a temporary SQLite file,
 or a new PostgreSQL database on the server named by BENCH_DATABASE_URL / DATABASE_URL); both are
@@ -51,7 +53,11 @@ N = int(os.environ.get("BENCH_N", "10000"))
 LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", "200"))
 LATENCY_INTERVAL = float(os.environ.get("BENCH_LATENCY_INTERVAL_MS", "10")) / 1000
 TXN_SIZE = int(os.environ.get("BENCH_TXN_SIZE", "1"))  # events per transaction in (d)
-PHASES = set(os.environ.get("BENCH_PHASES", "abcdp"))  # run only some figures, e.g. BENCH_PHASES=ab
+PHASES = set(os.environ.get("BENCH_PHASES", "abcdpef"))  # run only some figures, e.g. BENCH_PHASES=ab
+SAGA_N = int(os.environ.get("BENCH_SAGA_ORDERS", "300"))
+SAGA_LIGHT = int(os.environ.get("BENCH_SAGA_LIGHT_ORDERS", "40"))
+SAGA_LIGHT_INTERVAL = float(os.environ.get("BENCH_SAGA_LIGHT_INTERVAL_MS", "250")) / 1000
+REBUILD_ORDERS = int(os.environ.get("BENCH_REBUILD_ORDERS", "20000"))
 BROKER_HOST = os.environ.get("BENCH_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("BENCH_BROKER_PORT", "5672"))
 BROKER_USER = os.environ.get("BENCH_BROKER_USER", "guest")
@@ -642,6 +648,7 @@ def machine_info(overview: dict[str, Any]) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> None:
     a, b, c, d, lat, pay = (results["figures"].get(k) for k in ("a", "b", "c", "d", "latency", "p"))
+    saga, saga_lat, rebuild = (results["figures"].get(k) for k in ("saga", "saga_latency", "rebuild"))
 
     def missing(phase: str) -> str:
         return "failed" if phase in PHASES else "not run"
@@ -683,6 +690,30 @@ def report(results: dict[str, Any]) -> None:
         ),
         ("(p) payroll run -> last notice", rate(pay, "p"), "", "", "", ""),
         ("(p) bus during the payroll", f"{pay['bus_events_per_s']:,.0f} events/s" if pay else missing("p"), "", "", "", ""),
+        (
+            "(e) saga placed -> confirmed",
+            rate(saga, "e"),
+            "",
+            f"{saga['latency_under_load']['p50_ms']:.0f} / {saga['latency_under_load']['p99_ms']:.0f} ms" if saga else "",
+            "",
+            "",
+        ),
+        (
+            "(e) placed -> confirmed, light",
+            "",
+            "",
+            f"{saga_lat['p50_ms']:.0f} / {saga_lat['p99_ms']:.0f} ms" if saga_lat else missing("e"),
+            "",
+            "",
+        ),
+        (
+            "(f) projection rebuild",
+            rate(rebuild, "f"),
+            f"{rebuild['ratio']:.2f} x raw read" if rebuild else "",
+            "",
+            ">= 0.50 x raw read",
+            yes[None if rebuild is None else rebuild["ratio"] >= 0.5],
+        ),
     ]
     header = ("figure", "rate", "ratio", "p50 / p99", "target", "meets target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -705,6 +736,11 @@ def report(results: dict[str, Any]) -> None:
             "value": lat["p50_ms"] if lat else None,
             "target": 50,
             "met": None if lat is None else lat["p50_ms"] < 50,
+        },
+        "rebuild_over_raw": {
+            "value": rebuild["ratio"] if rebuild else None,
+            "target": 0.5,
+            "met": None if rebuild is None else rebuild["ratio"] >= 0.5,
         },
     }
 
@@ -800,6 +836,27 @@ def main() -> int:
             if "p" in PHASES:
                 log(f"(p) a payroll run of {N} employees, to the last salary-credited notice ...")
                 results["figures"]["p"] = measure_payroll(N, processes)
+            if "e" in PHASES:
+                from bench import commerce
+
+                if not any(name == "relay" for name, _ in processes.running):
+                    processes.start("relay", [str(PYTHON), "manage.py", "relay"])
+
+                def start_commerce_worker(extra: dict[str, str]) -> None:
+                    processes.env = {**processes.env, **extra}
+                    queues = "orders,payments,inventory,shipping,notifications"
+                    argv = [str(CELERY), "-A", "project", "worker", "-Q", queues, "-c", "2", "-n", f"commerce-{os.getpid()}@%h"]
+                    processes.start("commerce-worker", [*argv, "--without-gossip", "--without-mingle", "-l", env["LOG_LEVEL"]])
+
+                log(f"(e) the checkout saga: {SAGA_N} orders, then {SAGA_LIGHT} at light load ...")
+                results["figures"]["saga"], results["figures"]["saga_latency"] = commerce.measure_saga(
+                    processes, start_commerce_worker, wait_for, SAGA_N, SAGA_LIGHT, SAGA_LIGHT_INTERVAL
+                )
+            if "f" in PHASES:
+                from bench import commerce
+
+                log(f"(f) projection rebuild over {REBUILD_ORDERS} synthetic orders and a raw read of the same rows ...")
+                results["figures"]["rebuild"] = commerce.measure_rebuild(REBUILD_ORDERS)
             processes.stop_all()
             add_worker_stats(results["figures"], workdir)
         except (Exception, KeyboardInterrupt) as exc:

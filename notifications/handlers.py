@@ -1,7 +1,12 @@
+from typing import Any
+
 from accounts.events import UserRegistered, UserRegisteredV1
 from events import Event, subscribe
+from notifications.selectors import customer_email
 from notifications.services import notification_send
+from orders.events import OrderCancelled, OrderCancelledV1, OrderConfirmed, OrderConfirmedV1
 from payroll.events import SalaryCredited, SalaryCreditedV1
+from shipping.events import OrderShipped, OrderShippedV1
 
 
 @subscribe(UserRegistered, version="1.0", service="notifications")
@@ -25,4 +30,47 @@ def send_salary_credited_notice(event: Event[SalaryCreditedV1]) -> None:
         subject=f"Your salary for {salary.period} has been credited",
         body=f"Hello {salary.username}, {salary.amount} {salary.currency} for {salary.period} has been credited to your account.",
         event_id=event.id,
+    )
+
+
+# --- Orders: the customer hears when an order is confirmed, cancelled (with the reason) and shipped.
+
+
+def _tell_customer(event: Event[Any], user_id: str, kind: str, subject: str, body: str) -> None:
+    notification_send(recipient=customer_email(user_id=user_id), kind=kind, subject=subject, body=body, event_id=event.id)
+
+
+@subscribe(OrderConfirmed, version="1.0", service="notifications")
+def tell_order_confirmed(event: Event[OrderConfirmedV1]) -> None:
+    order = event.data
+    _tell_customer(
+        event,
+        order.userId,
+        "order-confirmed",
+        f"Order {order.orderId} confirmed",
+        f"Your order {order.orderId} is paid and confirmed ({order.total} {order.currency}).",
+    )
+
+
+@subscribe(OrderCancelled, version="1.0", service="notifications")
+def tell_order_cancelled(event: Event[OrderCancelledV1]) -> None:
+    order = event.data
+    _tell_customer(
+        event,
+        order.userId,
+        "order-cancelled",
+        f"Order {order.orderId} cancelled",
+        f"Your order {order.orderId} was cancelled: {order.reason}.",
+    )
+
+
+@subscribe(OrderShipped, version="1.0", service="notifications")
+def tell_order_shipped(event: Event[OrderShippedV1]) -> None:
+    order = event.data
+    _tell_customer(
+        event,
+        order.userId,
+        "order-shipped",
+        f"Order {order.orderId} shipped",
+        f"Your order {order.orderId} is on its way; tracking number {order.trackingNumber}.",
     )

@@ -33,6 +33,10 @@ from ninja.parser import Parser
 from accounts.api import router as accounts_router
 from accounts.api import tokens_router
 from accounts.auth import ApiTokenAuth, CallLimitExhausted
+from notifications.api import router as notifications_router
+from orders.api import checkout_router, products_router
+from orders.api import router as orders_router
+from payments.api import router as payments_router
 from payroll.api import router as payroll_router
 
 logger = logging.getLogger(__name__)
@@ -67,6 +71,11 @@ api = NinjaAPI(
 api.add_router("/users", accounts_router)
 api.add_router("/tokens", tokens_router)
 api.add_router("/payroll", payroll_router)
+api.add_router("/orders", orders_router)
+api.add_router("/products", products_router)
+api.add_router("/checkout", checkout_router)
+api.add_router("/payments", payments_router)
+api.add_router("/notifications", notifications_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:

@@ -5,6 +5,7 @@ laptop (SQLite file, RabbitMQ on localhost, console email); production differs
 only by environment variables (see README.md, "Configuration").
 """
 
+import hashlib
 from pathlib import Path
 
 import environ
@@ -35,6 +36,9 @@ INSTALLED_APPS = [
     "notifications",
     "orders",
     "payroll",
+    "payments",
+    "inventory",
+    "shipping",
 ]
 
 MIDDLEWARE = [
@@ -119,9 +123,23 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 # --- Services. Each name is a Celery task queue `<service>` and an event queue
 # `<service>.events`; a worker runs `-Q` with one or more of them.
-SERVICES = ["accounts", "notifications", "payroll"]
+SERVICES = ["accounts", "notifications", "payroll", "orders", "payments", "inventory", "shipping"]
 # Base URLs of the services' HTTP APIs, for request-driven calls and event call-backs.
 SERVICE_BASE_URL = env.str("SERVICE_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Commerce (orders, payments, inventory, shipping). Each service's API may live elsewhere.
+ORDERS_BASE_URL = env.str("ORDERS_BASE_URL", default=SERVICE_BASE_URL)
+PAYMENTS_BASE_URL = env.str("PAYMENTS_BASE_URL", default=SERVICE_BASE_URL)
+NOTIFICATIONS_BASE_URL = env.str("NOTIFICATIONS_BASE_URL", default=SERVICE_BASE_URL)
+# Request-driven calls fail fast: seconds to connect, and to wait for an answer.
+SERVICE_CONNECT_TIMEOUT = env.float("SERVICE_CONNECT_TIMEOUT", default=0.5)
+SERVICE_READ_TIMEOUT = env.float("SERVICE_READ_TIMEOUT", default=2.0)
+# Services calling each other's state-changing APIs send this in X-Service-Key (default: derived from SECRET_KEY).
+SERVICE_API_KEY = env.str("SERVICE_API_KEY", default=hashlib.sha256(f"service-api:{SECRET_KEY}".encode()).hexdigest())
+# The simulated payment provider, until its row in the admin (Payments → provider settings) exists.
+PAYMENTS_PROVIDER_FAILURE_RATE = env.float("PAYMENTS_PROVIDER_FAILURE_RATE", default=0.0)
+PAYMENTS_PROVIDER_LATENCY_MS = env.int("PAYMENTS_PROVIDER_LATENCY_MS", default=20)
+PAYMENTS_PROVIDER_DOWN = env.bool("PAYMENTS_PROVIDER_DOWN", default=False)
 
 # --- Scheduled jobs (celery-beat, database scheduler). The schedules are rows of
 # django_celery_beat, created once by migrations from these values and edited in the admin after.

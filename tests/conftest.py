@@ -18,6 +18,8 @@ from events.relay import ConfirmingPublisher, Relay
 from tests import support  # noqa: F401 - registers the test event types and handlers
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytest-django's live server listens on 127.0.0.1 (its default, "localhost", may resolve to ::1 first).
+os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 
 @pytest.fixture

@@ -235,8 +235,10 @@ def test_a_handler_that_kills_its_worker_becomes_a_dead_letter_and_its_batch_is_
     assert {d.event_id for d in dead} == set(poison.values())
     assert all(d.stage == DeadLetter.Stage.HANDLER and "worker handling it died" in d.reason for d in dead)
     assert sorted(Notification.objects.values_list("body", flat=True)) == sorted(healthy)
-    copies = [basic_get(amqp, "testsvc.events.dlq") for _ in range(3)]
-    assert {m.properties["message_id"] for m in copies if m} == set(poison.values())
+    copies: list[Any] = []
+    # A dead letter's row is written before its copy is published to the DLQ: wait for the copies.
+    wait_for(lambda: (copies.append(m) if (m := basic_get(amqp, "testsvc.events.dlq")) else None) or len(copies) == 3, timeout=20)
+    assert {m.properties["message_id"] for m in copies} == set(poison.values())
 
     publish(Tricky, {"key": "after"})  # the queue moves on
     relay_all()

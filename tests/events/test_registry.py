@@ -16,13 +16,13 @@ ORDER_2_1 = {
 def test_an_event_type_is_found_by_name_with_its_routing_key_and_newest_version() -> None:
     assert registry.get("OrderPlaced") is OrderPlaced
     assert OrderPlaced.routing_key == "orders.OrderPlaced"
-    assert OrderPlaced.latest == "2.1"
+    assert OrderPlaced.latest == "2.2"
 
 
 def test_unknown_names_and_versions_are_refused_with_the_reason() -> None:
-    with pytest.raises(UnknownEventType, match="unknown event type 'OrderShipped'"):
-        registry.get("OrderShipped")
-    with pytest.raises(UnknownEventVersion, match=r"OrderPlaced has no version '3.0' \(known: 1.0, 2.1\)"):
+    with pytest.raises(UnknownEventType, match="unknown event type 'OrderTeleported'"):
+        registry.get("OrderTeleported")
+    with pytest.raises(UnknownEventVersion, match=r"OrderPlaced has no version '3.0' \(known: 1.0, 2.1, 2.2\)"):
         OrderPlaced.convert(ORDER_2_1, "3.0", "1.0")
 
 
