@@ -118,7 +118,19 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 # --- Services. Each name is a Celery task queue `<service>` and an event queue
 # `<service>.events`; a worker runs `-Q` with one or more of them.
-SERVICES = ["accounts", "notifications"]
+SERVICES = [
+    "accounts",
+    "notifications",
+    # courier locations and weather
+    "delivery",
+    "tracking",
+    "analytics",
+    "restaurant",
+    "weather",
+    "forecasting",
+    "history",
+    "maps",
+]
 # Base URLs of the services' HTTP APIs, for request-driven calls and event call-backs.
 SERVICE_BASE_URL = env.str("SERVICE_BASE_URL", default="http://127.0.0.1:8000")
 
@@ -199,7 +211,6 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- Event streams: courier locations (delivery → tracking, analytics, restaurant) and weather
 # (weather → forecasting, history, maps, and notifications for rain alerts). See README.md.
 INSTALLED_APPS += ["delivery", "tracking", "analytics", "restaurant", "weather", "forecasting", "history", "maps"]
-SERVICES += ["delivery", "tracking", "analytics", "restaurant", "weather", "forecasting", "history", "maps"]
 # A verified Basic-auth password is remembered this long (project/auth.py).
 API_BASIC_AUTH_CACHE_SECONDS = env.int("API_BASIC_AUTH_CACHE_SECONDS", default=60)
 # How far ahead of the server's clock a courier's or station's time may be.
