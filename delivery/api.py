@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
-from pydantic import AwareDatetime, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
 from delivery.models import Courier
 from delivery.services import NoActiveDelivery, Position, courier_locations_record
@@ -34,8 +34,9 @@ class PositionIn(Schema):
         return value
 
 
-class LocationsIn(Schema):
-    """One position, or a batch of them as {"positions": [...]}."""
+class LocationsIn(BaseModel):
+    """One position, or a batch of them as {"positions": [...]}. (A plain pydantic model: ninja's Schema would
+    hand the before-validator a wrapper instead of the body.)"""
 
     positions: list[PositionIn] = Field(min_length=1, max_length=MAX_BATCH)
 
