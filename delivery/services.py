@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from delivery.events import LocationUpdated, LocationUpdatedV1, Point, delivery_subject
 from delivery.models import Courier, Delivery
 from events import publish
+from events.models import StoredEvent
 
 
 class NoActiveDelivery(Exception):
@@ -51,7 +52,8 @@ def courier_locations_record(*, courier: Courier, positions: list[Position]) -> 
     """Publish one LocationUpdated per position for the courier's active delivery.
 
     Subject is the delivery, sequence the courier's. A position whose sequence this delivery
-    already has (an app sending again after a lost answer) is a duplicate and publishes nothing.
+    already has (an app sending again after a lost answer) is a duplicate and publishes nothing: the event
+    log's unique (subject, sequence) is the record of what was accepted.
     """
     delivery = Delivery.objects.filter(courier=courier, status=Delivery.Status.ACTIVE).first()
     if delivery is None:
@@ -59,23 +61,35 @@ def courier_locations_record(*, courier: Courier, positions: list[Position]) -> 
     subject = delivery_subject(delivery.pk)
     pickup = Point(lat=delivery.pickup_lat, lon=delivery.pickup_lon)
     dropoff = Point(lat=delivery.dropoff_lat, lon=delivery.dropoff_lon)
-    accepted = duplicates = 0
-    for position in positions:
-        data = LocationUpdatedV1(
+    sequences = [p.sequence for p in positions]
+    known = set(StoredEvent.objects.filter(subject=subject, sequence__in=sequences).values_list("sequence", flat=True))
+    fresh = [p for p in positions if p.sequence not in known]
+    events = [
+        LocationUpdatedV1(
             deliveryId=str(delivery.pk),
             courierId=str(courier.pk),
-            sequence=position.sequence,
-            lat=position.lat,
-            lon=position.lon,
-            recordedAt=position.time,
+            sequence=p.sequence,
+            lat=p.lat,
+            lon=p.lon,
+            recordedAt=p.time,
             pickup=pickup,
             dropoff=dropoff,
         )
-        try:
-            with transaction.atomic():
+        for p in fresh
+    ]
+    try:
+        with transaction.atomic():
+            for position, data in zip(fresh, events, strict=True):
                 publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
-        except IntegrityError:
-            duplicates += 1
-        else:
+        accepted = len(fresh)
+    except IntegrityError:
+        # The same sequence posted concurrently (an app retrying while its first request still runs): one at a time.
+        accepted = 0
+        for position, data in zip(fresh, events, strict=True):
+            try:
+                with transaction.atomic():
+                    publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
+            except IntegrityError:
+                continue
             accepted += 1
-    return Recorded(delivery=delivery, accepted=accepted, duplicates=duplicates)
+    return Recorded(delivery=delivery, accepted=accepted, duplicates=len(positions) - accepted)
