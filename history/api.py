@@ -1,9 +1,10 @@
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
 
 from history.models import Reading
+from project.schemas import ValidationErrorOut
 
 router = Router(tags=["history"])
 
@@ -18,9 +19,11 @@ class ReadingOut(Schema):
 
 
 class Window(Schema):
-    limit: int = 100
+    limit: int = Field(default=100, ge=1, le=1000, description="How many readings, newest first.")
 
 
-@router.get("/{region}/readings", response=list[ReadingOut], summary="A region's readings, newest first")
+@router.get(
+    "/{region}/readings", response={200: list[ReadingOut], 422: ValidationErrorOut}, summary="A region's readings, newest first"
+)
 def region_readings(request: HttpRequest, region: str, window: Query[Window]) -> list[Reading]:
-    return list(Reading.objects.filter(region=region).order_by("-observed_at", "-sequence")[: max(1, min(window.limit, 1000))])
+    return list(Reading.objects.filter(region=region).order_by("-observed_at", "-sequence")[: window.limit])
