@@ -4,8 +4,8 @@
 
 A load generator on loopback posts courier positions (batches of BENCH_STREAM_BATCH per request,
 BENCH_STREAM_COURIERS couriers) to gunicorn at rising rates (BENCH_STREAM_RATES updates/s, each for
-BENCH_STREAM_SECONDS), bounded in count and time. One worker process serves the three consumers'
-queues (`-Q tracking,analytics,restaurant`), as on a small machine. Per rate it reports the updates/s
+BENCH_STREAM_SECONDS), bounded in count and time. Each consumer has a worker process of its own
+with one pool process (`-Q <consumer> -c 1`), as in Procfile. Per rate it reports the updates/s
 the API accepted, each consumer's deepest backlog (its event queue plus its task queue, sampled every
 0.25 s), how long it took to finish after the load stopped, and the lag from a position's time (set
 by the generator just before sending, so it includes the HTTP request) to the handler's commit
@@ -277,25 +277,13 @@ def main() -> int:
                     "warning",
                 ],
             )
-            processes.start(
-                "worker",
-                [
-                    str(CELERY),
-                    "-A",
-                    "project",
-                    "worker",
-                    "-Q",
-                    ",".join(CONSUMERS),
-                    "-c",
-                    "2",
-                    "-n",
-                    f"streams-{os.getpid()}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "WARNING",
-                ],
-            )
+            # One worker process per consumer, one pool process each (see "Why one process per consumer" in bench/README.md).
+            for name in CONSUMERS:
+                processes.start(
+                    f"worker-{name}",
+                    [str(CELERY), "-A", "project", "worker", "-Q", name, "-c", "1", "-n", f"{name}-{os.getpid()}@%h"]
+                    + ["--without-gossip", "--without-mingle", "-l", "WARNING"],
+                )
             base_url = f"http://127.0.0.1:{port}"
 
             def up() -> bool:
@@ -373,6 +361,13 @@ def main() -> int:
             RESULTS.mkdir(parents=True, exist_ok=True)
             (RESULTS / "streams.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
             log(f"wrote {RESULTS / 'streams.json'}")
+            if failed or os.environ.get("BENCH_KEEP_LOGS"):
+                keep = RESULTS / "streams-logs"
+                keep.mkdir(exist_ok=True)
+                processes.stop_all()
+                for path in workdir.glob("*.log"):
+                    shutil.copy(path, keep / path.name)
+                log(f"relay, web and worker logs are in {keep}")
     return 1 if failed else 0
 
 
