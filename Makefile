@@ -31,6 +31,7 @@ test-postgres: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/streams.py
 
 topology: $(STAMP)
 	$(BIN)/python manage.py topology

@@ -3,10 +3,11 @@ from typing import Any
 from accounts.events import UserRegistered, UserRegisteredV1
 from events import Event, subscribe
 from notifications.selectors import customer_email
-from notifications.services import notification_send
+from notifications.services import notification_send, rain_alert_notify
 from orders.events import OrderCancelled, OrderCancelledV1, OrderConfirmed, OrderConfirmedV1
 from payroll.events import SalaryCredited, SalaryCreditedV1
 from shipping.events import OrderShipped, OrderShippedV1
+from weather.events import RainAlert, RainAlertV1
 
 
 @subscribe(UserRegistered, version="1.0", service="notifications")
@@ -73,4 +74,14 @@ def tell_order_shipped(event: Event[OrderShippedV1]) -> None:
         "order-shipped",
         f"Order {order.orderId} shipped",
         f"Your order {order.orderId} is on its way; tracking number {order.trackingNumber}.",
+    )
+@subscribe(RainAlert, version="1.0", service="notifications")
+def send_rain_alert(event: Event[RainAlertV1]) -> None:
+    alert = event.data
+    rain_alert_notify(
+        region=alert.region,
+        region_name=alert.regionName,
+        rain_mm_per_hour=alert.rainMmPerHour,
+        observed_at=alert.observedAt.isoformat(),
+        event_id=event.id,
     )

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -16,3 +17,18 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.recipient}"
+
+
+class RegionSubscription(models.Model):
+    """A user who wants rain alerts for a weather region."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="region_subscriptions")
+    region = models.SlugField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["region", "user_id"]
+        constraints = [models.UniqueConstraint(fields=["user", "region"], name="region_subscription_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} follows {self.region}"

@@ -182,3 +182,22 @@ class ApiJsonErrorsMiddleware:
         except ValueError:
             phrase = "error"
         return f"{phrase}" + ("; it has been logged" if status >= 500 else "")
+
+# Event streams: courier locations and weather (their routers are added here to keep merges small).
+from analytics.api import router as analytics_router  # noqa: E402
+from delivery.api import router as delivery_router  # noqa: E402
+from forecasting.api import router as forecasting_router  # noqa: E402
+from history.api import router as history_router  # noqa: E402
+from maps.api import router as maps_router  # noqa: E402
+from restaurant.api import router as restaurant_router  # noqa: E402
+from tracking.api import router as tracking_router  # noqa: E402
+from weather.api import router as weather_router  # noqa: E402
+
+api.add_router("/couriers", delivery_router)
+api.add_router("/tracking/deliveries", tracking_router)
+api.add_router("/analytics/deliveries", analytics_router)
+api.add_router("/restaurant/deliveries", restaurant_router)
+api.add_router("/weather", weather_router)
+api.add_router("/forecasts", forecasting_router)
+api.add_router("/history", history_router)
+api.add_router("/maps", maps_router)

@@ -123,7 +123,25 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 # --- Services. Each name is a Celery task queue `<service>` and an event queue
 # `<service>.events`; a worker runs `-Q` with one or more of them.
-SERVICES = ["accounts", "notifications", "payroll", "orders", "payments", "inventory", "shipping"]
+SERVICES = [
+    "accounts",
+    "notifications",
+    "payroll",
+    # commerce
+    "orders",
+    "payments",
+    "inventory",
+    "shipping",
+    # courier locations and weather
+    "delivery",
+    "tracking",
+    "analytics",
+    "restaurant",
+    "weather",
+    "forecasting",
+    "history",
+    "maps",
+]
 # Base URLs of the services' HTTP APIs, for request-driven calls and event call-backs.
 SERVICE_BASE_URL = env.str("SERVICE_BASE_URL", default="http://127.0.0.1:8000")
 
@@ -228,3 +246,25 @@ LOGGING = {
 # In development static files are served straight from the apps (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Event streams: courier locations (delivery → tracking, analytics, restaurant) and weather
+# (weather → forecasting, history, maps, and notifications for rain alerts). See README.md.
+INSTALLED_APPS += ["delivery", "tracking", "analytics", "restaurant", "weather", "forecasting", "history", "maps"]
+# A verified Basic-auth password is remembered this long (project/auth.py).
+API_BASIC_AUTH_CACHE_SECONDS = env.int("API_BASIC_AUTH_CACHE_SECONDS", default=60)
+# How far ahead of the server's clock a courier's or station's time may be.
+DELIVERY_CLOCK_SKEW_SECONDS = env.float("DELIVERY_CLOCK_SKEW_SECONDS", default=30)
+# Location updates older than this when a consumer gets them are skipped and counted as late.
+TRACKING_MAX_AGE_SECONDS = env.float("TRACKING_MAX_AGE_SECONDS", default=60)
+ANALYTICS_MAX_AGE_SECONDS = env.float("ANALYTICS_MAX_AGE_SECONDS", default=24 * 3600)
+RESTAURANT_MAX_AGE_SECONDS = env.float("RESTAURANT_MAX_AGE_SECONDS", default=300)
+# Restaurant milestones: at the pickup, near the drop-off, at the drop-off.
+RESTAURANT_PICKUP_RADIUS_M = env.float("RESTAURANT_PICKUP_RADIUS_M", default=50)
+RESTAURANT_NEARBY_RADIUS_M = env.float("RESTAURANT_NEARBY_RADIUS_M", default=500)
+RESTAURANT_ARRIVED_RADIUS_M = env.float("RESTAURANT_ARRIVED_RADIUS_M", default=30)
+# A reading with more rain than this (mm/h) also publishes a RainAlert.
+WEATHER_RAIN_ALERT_MM_PER_HOUR = env.float("WEATHER_RAIN_ALERT_MM_PER_HOUR", default=4.0)
+# Readings forecasting keeps per region and predicts from.
+FORECASTING_WINDOW = env.int("FORECASTING_WINDOW", default=60)
+# The simulated courier and weather station of `make run` (beat jobs; their schedules are in the admin).
+SIMULATION_ENABLED = env.bool("SIMULATION_ENABLED", default=DEBUG)

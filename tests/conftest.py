@@ -107,8 +107,8 @@ def running_relay(purge: None) -> Iterator[Relay]:
 
 
 @contextlib.contextmanager
-def in_process_worker(settings: Any) -> Iterator[Any]:
-    """A real Celery worker in this process (solo pool) for the test service, consumer step included."""
+def in_process_worker(settings: Any, queues: list[str] | None = None) -> Iterator[Any]:
+    """A real Celery worker in this process (solo pool) for the test service (or `queues`), consumer step included."""
     from celery.contrib.testing.worker import start_worker
     from celery.worker import state as worker_state
 
@@ -123,7 +123,7 @@ def in_process_worker(settings: Any) -> Iterator[Any]:
     # The solo pool acks between 2-second polls; a deeper prefetch keeps tasks flowing meanwhile.
     app.conf.worker_prefetch_multiplier = 50
     with start_worker(
-        app, pool="solo", perform_ping_check=False, queues=["testsvc"], loglevel="WARNING", shutdown_timeout=20
+        app, pool="solo", perform_ping_check=False, queues=queues or ["testsvc"], loglevel="WARNING", shutdown_timeout=20
     ) as w:
         yield w
         # Ask the worker to stop, and wake its event loop so that it notices now, not at its next timer.

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from delivery.events import LocationUpdated, LocationUpdatedV1, Point, delivery_subject
+from delivery.models import Courier, Delivery
+from events import publish
+from events.models import StoredEvent
+
+
+class NoActiveDelivery(Exception):
+    def __init__(self, courier: Courier) -> None:
+        super().__init__(f"courier {courier.pk} has no active delivery to report positions for")
+
+
+@dataclass(frozen=True)
+class Position:
+    lat: float
+    lon: float
+    time: datetime
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Recorded:
+    delivery: Delivery
+    accepted: int
+    duplicates: int
+
+
+@transaction.atomic
+def delivery_create(
+    *, courier: Courier, pickup_lat: float, pickup_lon: float, dropoff_lat: float, dropoff_lon: float
+) -> Delivery:
+    return Delivery.objects.create(
+        courier=courier, pickup_lat=pickup_lat, pickup_lon=pickup_lon, dropoff_lat=dropoff_lat, dropoff_lon=dropoff_lon
+    )
+
+
+@transaction.atomic
+def delivery_complete(*, delivery: Delivery) -> Delivery:
+    delivery.status = Delivery.Status.COMPLETED
+    delivery.save(update_fields=["status"])
+    return delivery
+
+
+@transaction.atomic
+def courier_locations_record(*, courier: Courier, positions: list[Position]) -> Recorded:
+    """Publish one LocationUpdated per position for the courier's active delivery.
+
+    Subject is the delivery, sequence the courier's. A position whose sequence this delivery
+    already has (an app sending again after a lost answer) is a duplicate and publishes nothing: the event
+    log's unique (subject, sequence) is the record of what was accepted.
+    """
+    delivery = Delivery.objects.filter(courier=courier, status=Delivery.Status.ACTIVE).first()
+    if delivery is None:
+        raise NoActiveDelivery(courier)
+    subject = delivery_subject(delivery.pk)
+    pickup = Point(lat=delivery.pickup_lat, lon=delivery.pickup_lon)
+    dropoff = Point(lat=delivery.dropoff_lat, lon=delivery.dropoff_lon)
+    sequences = [p.sequence for p in positions]
+    known = set(StoredEvent.objects.filter(subject=subject, sequence__in=sequences).values_list("sequence", flat=True))
+    fresh = [p for p in positions if p.sequence not in known]
+    events = [
+        LocationUpdatedV1(
+            deliveryId=str(delivery.pk),
+            courierId=str(courier.pk),
+            sequence=p.sequence,
+            lat=p.lat,
+            lon=p.lon,
+            recordedAt=p.time,
+            pickup=pickup,
+            dropoff=dropoff,
+        )
+        for p in fresh
+    ]
+    try:
+        with transaction.atomic():
+            for position, data in zip(fresh, events, strict=True):
+                publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
+        accepted = len(fresh)
+    except IntegrityError:
+        # The same sequence posted concurrently (an app retrying while its first request still runs): one at a time.
+        accepted = 0
+        for position, data in zip(fresh, events, strict=True):
+            try:
+                with transaction.atomic():
+                    publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
+            except IntegrityError:
+                continue
+            accepted += 1
+    return Recorded(delivery=delivery, accepted=accepted, duplicates=len(positions) - accepted)

@@ -1,0 +1,48 @@
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from analytics.models import DeliveryRoute
+from analytics.services import route_point_add
+from tests import streams
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def feed(positions: list, delivery_id: str = "7") -> DeliveryRoute:
+    route = None
+    for p in positions:
+        route = route_point_add(delivery_id=delivery_id, sequence=p.sequence, lat=p.lat, lon=p.lon, recorded_at=p.time)
+    return route
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distance_and_speed_out_of_order_equal_in_order(seed: int) -> None:
+    positions = streams.route(start=START, count=60, seed=seed, every=timedelta(seconds=2))
+    in_order = feed(positions, "in-order")
+    shuffled = positions[:]
+    random.Random(seed).shuffle(shuffled)
+    out_of_order = feed(shuffled, "shuffled")
+    expected = streams.path_length_m(positions)
+    assert in_order.distance_m == pytest.approx(expected, rel=1e-9)
+    assert out_of_order.distance_m == pytest.approx(expected, rel=1e-9)
+    assert out_of_order.points == in_order.points == 60
+    assert out_of_order.average_speed_mps == pytest.approx(expected / 118, rel=1e-9)
+    assert (out_of_order.first_sequence, out_of_order.last_sequence) == (1, 60)
+
+
+def test_duplicates_and_late_updates_change_no_figure() -> None:
+    positions = streams.route(start=START, count=20)
+    feed(positions)
+    route = feed(random.Random(1).sample(positions, 8))
+    assert route.points == 20 and route.distance_m == pytest.approx(streams.path_length_m(positions), rel=1e-9)
+    late = route_point_add(delivery_id="7", sequence=500, lat=0, lon=0, recorded_at=START, late=True)
+    assert late.late_skipped == 1 and late.points == 20 and late.last_sequence == 20
+
+
+def test_one_point_has_no_speed() -> None:
+    route = feed(streams.route(start=START, count=2)[:1])
+    assert route.distance_m == 0 and route.average_speed_mps is None
