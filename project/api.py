@@ -33,11 +33,19 @@ from ninja.parser import Parser
 from accounts.api import router as accounts_router
 from accounts.api import tokens_router
 from accounts.auth import ApiTokenAuth, CallLimitExhausted
+from analytics.api import router as analytics_router
+from delivery.api import router as delivery_router
+from forecasting.api import router as forecasting_router
+from history.api import router as history_router
+from maps.api import router as maps_router
 from notifications.api import router as notifications_router
 from orders.api import checkout_router, products_router
 from orders.api import router as orders_router
 from payments.api import router as payments_router
 from payroll.api import router as payroll_router
+from restaurant.api import router as restaurant_router
+from tracking.api import router as tracking_router
+from weather.api import router as weather_router
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +84,14 @@ api.add_router("/products", products_router)
 api.add_router("/checkout", checkout_router)
 api.add_router("/payments", payments_router)
 api.add_router("/notifications", notifications_router)
+api.add_router("/couriers", delivery_router)
+api.add_router("/tracking/deliveries", tracking_router)
+api.add_router("/analytics/deliveries", analytics_router)
+api.add_router("/restaurant/deliveries", restaurant_router)
+api.add_router("/weather", weather_router)
+api.add_router("/forecasts", forecasting_router)
+api.add_router("/history", history_router)
+api.add_router("/maps", maps_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:
@@ -182,22 +198,3 @@ class ApiJsonErrorsMiddleware:
         except ValueError:
             phrase = "error"
         return f"{phrase}" + ("; it has been logged" if status >= 500 else "")
-
-# Event streams: courier locations and weather (their routers are added here to keep merges small).
-from analytics.api import router as analytics_router  # noqa: E402
-from delivery.api import router as delivery_router  # noqa: E402
-from forecasting.api import router as forecasting_router  # noqa: E402
-from history.api import router as history_router  # noqa: E402
-from maps.api import router as maps_router  # noqa: E402
-from restaurant.api import router as restaurant_router  # noqa: E402
-from tracking.api import router as tracking_router  # noqa: E402
-from weather.api import router as weather_router  # noqa: E402
-
-api.add_router("/couriers", delivery_router)
-api.add_router("/tracking/deliveries", tracking_router)
-api.add_router("/analytics/deliveries", analytics_router)
-api.add_router("/restaurant/deliveries", restaurant_router)
-api.add_router("/weather", weather_router)
-api.add_router("/forecasts", forecasting_router)
-api.add_router("/history", history_router)
-api.add_router("/maps", maps_router)
