@@ -38,6 +38,8 @@ from django.db import close_old_connections
 from kombu import Connection, Consumer, Message
 from kombu.mixins import ConsumerMixin
 
+from events import telemetry
+
 logger = logging.getLogger(__name__)
 
 # A batch is flushed before its events add up to this much, keeping each task message small.
@@ -114,7 +116,8 @@ class EventConsumer(ConsumerMixin):
             self._held.append((service, message))  # delivered while a refused flush waits: read it afterwards
             return
         try:
-            self._on_message(service, message)
+            with telemetry.receiving(service, message.delivery_info.get("routing_key", ""), message.headers):
+                self._on_message(service, message)
         except Exception as exc:
             self._failed(service, message, exc)
             return
@@ -132,7 +135,7 @@ class EventConsumer(ConsumerMixin):
         body = message.body.encode() if isinstance(message.body, str) else message.body
         envelope = None
         try:
-            envelope = decode_message(body, message.content_type, message.headers)
+            envelope = telemetry.continued(decode_message(body, message.content_type, message.headers))
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
             matching = subscriptions.matching([service], event_type)
@@ -180,6 +183,7 @@ class EventConsumer(ConsumerMixin):
         from events import deadletters
 
         logger.error("dead-lettering a message on %s.events (%s): %s", service, routing_key, reason)
+        telemetry.failed(reason)
         deadletters.record_unreadable(
             service=service,
             reason=reason,
@@ -275,7 +279,8 @@ class EventConsumer(ConsumerMixin):
             while pending:
                 name, items = next(iter(pending.items()))
                 try:
-                    dispatch(subscriptions.get(name), items)
+                    with telemetry.dispatching(items):
+                        dispatch(subscriptions.get(name), items)
                 except Exception as exc:
                     if self.should_stop or not self._task_publish_refused(exc):
                         raise  # the connection is gone: the consumer restarts and the messages come again

@@ -53,7 +53,7 @@ from django.db import (
     transaction,
 )
 
-from events import deadletters, subscriptions, tracing
+from events import deadletters, subscriptions, telemetry, tracing
 from events.envelope import Envelope
 from events.models import InboxEntry
 from events.subscriptions import Event, Subscription
@@ -86,7 +86,7 @@ def run_once(subscription: Subscription, envelope: Envelope) -> bool:
                 )
         except IntegrityError:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
-        with tracing.handling(envelope):
+        with tracing.handling(envelope), telemetry.processing(subscription.name, envelope, subscription.event_type.routing_key):
             subscription(Event(envelope=envelope, data=data))
         if transaction.get_rollback():
             raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")

@@ -42,7 +42,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Min, Q, QuerySet
 from kombu import Connection
 
-from events import topology
+from events import telemetry, topology
 from events.models import ENVELOPE_COLUMNS, StoredEvent, envelope_of
 
 logger = logging.getLogger(__name__)
@@ -198,9 +198,10 @@ class Relay:
         rows = self._claim()
         outgoing: list[Outgoing] = []
         set_aside: dict[int, str] = {}
+        spans = telemetry.RelaySpans()
         for row in rows:
             try:
-                envelope = envelope_of(row)
+                envelope = spans.start(row["position"], envelope_of(row), f"{row['topic']}.{row['event_type']}")
                 body = envelope.to_json()
                 properties = envelope.amqp_properties()
             except Exception as exc:
@@ -214,6 +215,7 @@ class Relay:
             outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, properties))
         unsendable = publisher.send(outgoing)
         set_aside.update(unsendable)
+        spans.end(set_aside)
         for position, reason in set_aside.items():
             logger.error("event #%s set aside, not published: %s", position, reason)
             StoredEvent.objects.filter(position=position).update(rejected_reason=reason, claimed_until=None)

@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -47,3 +47,21 @@ def _declare_topology(**kwargs: object) -> None:
     from events import topology
 
     topology.declare_quietly()
+
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _worker_telemetry(**kwargs: object) -> None:
+    """OpenTelemetry, when the OTEL_* environment asks for it: in the worker's main process (the consumer
+    step runs there), and again in each prefork child (a no-op there: the SDK's batching survives the fork)."""
+    from events import telemetry
+
+    telemetry.setup("worker")
+
+
+@beat_init.connect
+def _beat_telemetry(**kwargs: object) -> None:
+    from events import telemetry
+
+    telemetry.setup("beat")

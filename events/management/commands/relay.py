@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from events import telemetry
 from events.relay import Relay
 
 
@@ -15,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=None, help="seconds between polls when idle")
 
     def handle(self, *args: Any, batch_size: int | None, poll: float | None, **options: Any) -> None:
+        telemetry.setup("relay")
         relay = Relay(batch_size=batch_size, poll_seconds=poll)
 
         def stop(signum: int, frame: object) -> None:
