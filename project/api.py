@@ -35,6 +35,7 @@ from accounts.api import tokens_router
 from accounts.auth import ApiTokenAuth, CallLimitExhausted
 from analytics.api import router as analytics_router
 from delivery.api import router as delivery_router
+from events.api import router as events_router
 from forecasting.api import router as forecasting_router
 from history.api import router as history_router
 from maps.api import router as maps_router
@@ -92,6 +93,7 @@ api.add_router("/weather", weather_router)
 api.add_router("/forecasts", forecasting_router)
 api.add_router("/history", history_router)
 api.add_router("/maps", maps_router)
+api.add_router("/events", events_router)
 
 
 def error(request: HttpRequest, status: int, detail: Any) -> HttpResponse:

@@ -3,6 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.generic import RedirectView
 
+from events import views as events_views
 from project import beat_admin  # noqa: F401 - the periodic tasks' next run in the admin
 from project.api import api
 
@@ -16,4 +17,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("health/", health, name="health"),
+    path("events/catalogue/", events_views.catalogue, name="events-catalogue"),
 ]
