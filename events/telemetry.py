@@ -35,7 +35,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,8 @@ _lock = threading.Lock()
 # The tracer of this module's spans; None while telemetry is off.
 _tracer: trace.Tracer | None = None
 _instrumentors: list[Any] = []
+# What a hook returns while telemetry is off (reusable, and reentrant).
+_OFF: AbstractContextManager[None] = nullcontext()
 
 
 class TelemetryConfigurationError(Exception):
@@ -242,12 +244,15 @@ class RelaySpans:
 # -- the consumer step
 
 
-@contextmanager
-def receiving(service: str, routing_key: str, headers: Mapping[str, Any] | None) -> Iterator[None]:
+def receiving(service: str, routing_key: str, headers: Mapping[str, Any] | None) -> AbstractContextManager[None]:
     """The `receive` span of one message read by the consumer step, current while it is read."""
     if _tracer is None:
-        yield
-        return
+        return _OFF
+    return _receiving(_tracer, service, routing_key, headers)
+
+
+@contextmanager
+def _receiving(tracer: trace.Tracer, service: str, routing_key: str, headers: Mapping[str, Any] | None) -> Iterator[None]:
     traceparent = (headers or {}).get("traceparent")
     if isinstance(traceparent, bytes):
         traceparent = traceparent.decode("ascii", "replace")
@@ -258,7 +263,7 @@ def receiving(service: str, routing_key: str, headers: Mapping[str, Any] | None)
         "messaging.operation.type": "receive",
         "events.service": service,
     }
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"receive {routing_key}",
         context=_context_of(traceparent if isinstance(traceparent, str) else None),
         kind=SpanKind.CONSUMER,
@@ -281,16 +286,16 @@ def failed(reason: str) -> None:
         trace.get_current_span().set_status(Status(StatusCode.ERROR, reason[:500]))
 
 
-def dispatching(entries: Sequence[Mapping[str, Any]]) -> Any:
+def dispatching(entries: Sequence[Mapping[str, Any]]) -> AbstractContextManager[None]:
     """Around the publish of a handler task: its events' context, when they all belong to one trace.
 
     The Celery instrumentation then makes the task's spans part of that trace.
     """
     if _tracer is None or not entries:
-        return nullcontext()
+        return _OFF
     traceparents = [entry.get("traceparent") for entry in entries]
     if len({_trace_id(tp) for tp in traceparents}) != 1 or _trace_id(traceparents[-1]) is None:
-        return nullcontext()
+        return _OFF
     return _attached(_context_of(traceparents[-1]))
 
 
@@ -306,12 +311,15 @@ def _attached(ctx: otel_context.Context | None) -> Iterator[None]:
 # -- handlers
 
 
-@contextmanager
-def processing(handler: str, envelope: Envelope, routing_key: str) -> Iterator[None]:
+def processing(handler: str, envelope: Envelope, routing_key: str) -> AbstractContextManager[None]:
     """The `process` span of one event run by a handler, current while the handler runs."""
     if _tracer is None:
-        yield
-        return
+        return _OFF
+    return _processing(_tracer, handler, envelope, routing_key)
+
+
+@contextmanager
+def _processing(tracer: trace.Tracer, handler: str, envelope: Envelope, routing_key: str) -> Iterator[None]:
     task_span = trace.get_current_span()
     task_context = task_span.get_span_context()
     links: list[Link] = []
@@ -322,7 +330,7 @@ def processing(handler: str, envelope: Envelope, routing_key: str) -> Iterator[N
         if task_context.is_valid:
             links.append(Link(task_context))
     attributes = {**_event_attributes(envelope, routing_key), "messaging.operation.type": "process", "events.handler": handler}
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"process {routing_key}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
     ):
         yield
