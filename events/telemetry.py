@@ -162,6 +162,13 @@ def _install(provider: TracerProvider) -> None:
     _tracer = provider.get_tracer("events")
 
 
+def flush(timeout_millis: int = 5000) -> None:
+    """Export the spans still waiting in this process (a prefork child about to exit)."""
+    provider = trace.get_tracer_provider()
+    if _tracer is not None and hasattr(provider, "force_flush"):
+        provider.force_flush(timeout_millis)
+
+
 def uninstall() -> None:
     """Stop recording spans and remove the instrumentations (tests)."""
     global _tracer

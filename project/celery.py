@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -49,7 +49,6 @@ def _declare_topology(**kwargs: object) -> None:
     topology.declare_quietly()
 
 
-
 @worker_init.connect
 @worker_process_init.connect
 def _worker_telemetry(**kwargs: object) -> None:
@@ -58,6 +57,14 @@ def _worker_telemetry(**kwargs: object) -> None:
     from events import telemetry
 
     telemetry.setup("worker")
+
+
+@worker_process_shutdown.connect
+def _flush_telemetry(**kwargs: object) -> None:
+    # A prefork child may end without running atexit handlers: export its last spans now.
+    from events import telemetry
+
+    telemetry.flush()
 
 
 @beat_init.connect

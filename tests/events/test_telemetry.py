@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from events import publish, telemetry
 from events.models import StoredEvent
+from notifications.models import Notification
 from payments.models import Payment
 from tests.commerce import ADDRESS, catalogue, customer
 from tests.conftest import ROOT, in_process_worker, relay_all
@@ -195,3 +196,27 @@ def test_a_web_process_started_with_otel_variables_traces_its_requests() -> None
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert '"kind": "SpanKind.SERVER"' in done.stdout and "django-services-web" in done.stdout, done.stdout[-2000:]
+
+
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_relay_and_prefork_worker_processes_started_with_otel_variables_continue_the_events_trace(
+    processes: Any, purge: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay command and a prefork worker (consumer step in its main process, handlers in a child) set
+    telemetry up at start and export spans of the event's own trace."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    relay = processes("relay", "manage.py", "relay")
+    worker = processes(
+        "worker", "-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "1", "-P", "prefork", "-n", "otel@test"
+    )
+    stored = publish(Ping, {"text": "traced"}, version="1.0")
+    flow = f"0x{trace_id_of(stored.metadata['traceparent']):032x}"
+    wait_for(lambda: Notification.objects.filter(event_id=str(stored.event_id), kind="ping-v1").exists(), timeout=90)
+    wait_for(lambda: '"name": "process tests.Ping"' in worker.output(), timeout=30, message="the handler's span exported")
+    wait_for(lambda: '"name": "publish tests.Ping"' in relay.output(), timeout=30, message="the relay's span exported")
+    assert '"name": "receive tests.Ping"' in worker.output()
+    assert flow in relay.output() and flow in worker.output()
+    assert "django-services-relay" in relay.output() and "django-services-worker" in worker.output()
