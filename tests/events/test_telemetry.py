@@ -214,7 +214,7 @@ def test_relay_and_prefork_worker_processes_started_with_otel_variables_continue
     )
     stored = publish(Ping, {"text": "traced"}, version="1.0")
     flow = f"0x{trace_id_of(stored.metadata['traceparent']):032x}"
-    wait_for(lambda: Notification.objects.filter(event_id=str(stored.event_id), kind="ping-v1").exists(), timeout=90)
+    wait_for(lambda: Notification.objects.filter(event_id=str(stored.event_id), kind="ping-v1").exists(), timeout=120)
     wait_for(lambda: '"name": "process tests.Ping"' in worker.output(), timeout=30, message="the handler's span exported")
     wait_for(lambda: '"name": "publish tests.Ping"' in relay.output(), timeout=30, message="the relay's span exported")
     assert '"name": "receive tests.Ping"' in worker.output()
