@@ -81,11 +81,14 @@ class Failure:
     traceback: str
 
 
-def handle_in_order(batch: list[Work]) -> tuple[int, Failure | None]:
+def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple[int, Failure | None]:
     """Run `batch` in one transaction, stopping at the first failure. Returns how many messages are done
-    (committed), and the failure that stopped the batch, if any."""
+    (committed), and the failure that stopped the batch, if any. With `recorded_start`, the record of
+    the (one) message's start goes in the same transaction as its handling."""
     try:
         with transaction.atomic():
+            if recorded_start:
+                _finished(batch[0])
             for index, work in enumerate(batch):
                 for subscription, envelope in work.handlers:
                     if subscription.name in work.given_up:
@@ -229,7 +232,7 @@ class Lanes:
                     self.done.put(work)
                 return
             try:
-                done, failure = handle_in_order(batch[index:])
+                done, failure = handle_in_order(batch[index:], recorded_start=alone)
             except DatabaseUnavailable as exc:
                 outages += 1
                 logger.warning("ordered lane: database unavailable (%s); running the batch again", exc)
@@ -277,11 +280,6 @@ class Lanes:
         return False
 
     def _finish(self, work: Work, alone: bool) -> None:
-        if alone:
-            try:
-                _finished(work)
-            except Exception:
-                logger.exception("ordered lane: could not clear the start of %s", work.envelope.event_id)
         self.done.put(work)
 
     def _failed(self, work: Work, failure: Failure) -> None:

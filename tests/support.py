@@ -206,6 +206,7 @@ def outage_handler(event: Event[OutageV1]) -> None:
 class StepV1(EventSchema):
     n: int
     mode: str = "ok"  # "exit": the handler ends its process
+    pause_ms: int = 0
 
 
 Step = event_type("tests", "Step", versions={"1.0": StepV1})
@@ -224,7 +225,7 @@ def step_handler(event: Event[StepV1]) -> None:
         if failures_left[key] > 0:
             failures_left[key] -= 1
         raise RuntimeError(f"step handler refuses {key}")
-    time.sleep(random.random() / 1000)  # shake the timing of the lanes
+    time.sleep(event.data.pause_ms / 1000 + random.random() / 1000)  # and shake the timing of the lanes
     record("step", event, key)
 
 

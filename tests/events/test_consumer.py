@@ -10,7 +10,7 @@ from kombu import Connection
 
 from events import Event, publish, subscribe
 from events.envelope import Envelope
-from events.models import DeadLetter, InboxEntry
+from events.models import DeadLetter, HandlerSkips, InboxEntry
 from notifications.models import Notification
 from tests import broker
 from tests.conftest import basic_get, raw_publish, relay_all
@@ -120,6 +120,8 @@ def test_a_handler_with_a_maximum_age_skips_older_events(worker: object, amqp: C
     wait_for(lambda: _handled("tick", "2"))
     assert not _handled("tick", "1")
     assert not DeadLetter.objects.exists()
+    skips = HandlerSkips.objects.get(handler="tests.support.tick_handler")
+    assert (skips.late, skips.service, skips.last_event_id) == (1, "testsvc", old.event_id)
 
 
 def test_an_event_no_handler_here_wants_is_a_dead_letter_and_replays_once_a_handler_exists(

@@ -22,7 +22,9 @@ from tests.support import Late, Ping, Step, failures_left, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _publish_steps(subjects: int, per_subject: int, *, mode: dict[tuple[int, int], str] | None = None) -> list[str]:
+def _publish_steps(
+    subjects: int, per_subject: int, *, mode: dict[tuple[int, int], str] | None = None, pause_ms: int = 0
+) -> list[str]:
     """Publish `per_subject` steps for each subject, the subjects interleaved at random; returns the subjects."""
     names = [f"s{n}" for n in range(subjects)]
     plan = [(name, n) for name in names for n in range(1, per_subject + 1)]
@@ -31,7 +33,8 @@ def _publish_steps(subjects: int, per_subject: int, *, mode: dict[tuple[int, int
     for name, _ in plan:  # keep each subject's own steps in order, interleave the subjects
         n = next_n[name]
         next_n[name] += 1
-        publish(Step, {"n": n, "mode": (mode or {}).get((names.index(name), n), "ok")}, subject=name, sequence=n)
+        data = {"n": n, "mode": (mode or {}).get((names.index(name), n), "ok"), "pause_ms": pause_ms}
+        publish(Step, data, subject=name, sequence=n)
     return names
 
 
@@ -121,23 +124,27 @@ def test_unordered_handlers_still_take_their_events_beside_ordered_ones(worker: 
     wait_for(lambda: Notification.objects.filter(kind="step").count() == 3, timeout=20)
 
 
-def _worker_args() -> list[str]:
-    return ["-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "2", "--loglevel", "INFO", "-n", "ordered@%h"]
+def _worker_args(name: str = "ordered") -> list[str]:
+    return ["-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "2", "--loglevel", "INFO", "-n", f"{name}@%h"]
 
 
 def test_a_worker_killed_midway_loses_nothing_and_keeps_the_order(purge: None, processes: Any) -> None:
-    _publish_steps(8, 40)
+    """Two workers consume the ordered queue (one active, one standing by); the active one is killed midway."""
+    _publish_steps(8, 60, pause_ms=15)
     relay_all()
-    first = processes("worker-1", *_worker_args())
-    wait_for(lambda: Notification.objects.filter(kind="step").count() >= 40, timeout=60, message="some steps")
+    first = processes("worker-1", *_worker_args("one"))
+    wait_for(lambda: Notification.objects.filter(kind="step").exists(), timeout=60, message="the first worker to start")
+    second = processes("worker-2", *_worker_args("two"))
+    wait_for(lambda: " ready." in second.output(), timeout=60, message="the second worker to stand by")
+    handled = Notification.objects.filter(kind="step").count()
+    assert handled < 480, "the first worker finished before the second one started: nothing left to take over"
     first.handle.send_signal(signal.SIGKILL)
     first.handle.wait()
-    processes("worker-2", *_worker_args())
 
-    wait_for(lambda: Notification.objects.filter(kind="step").count() == 320, timeout=90, message="all 320 steps")
+    wait_for(lambda: Notification.objects.filter(kind="step").count() == 480, timeout=90, message="all 480 steps")
     runs = _runs()
     for subject, steps in runs.items():
-        assert steps == list(range(1, 41)), subject
+        assert steps == list(range(1, 61)), subject
     assert not DeadLetter.objects.exists()
 
 
