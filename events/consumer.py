@@ -10,9 +10,10 @@ Guarantees:
   anywhere redelivers it (handlers deduplicate). A task publish the broker refuses (a length limit
   on the task queue, an alarm) is tried again with backoff while the consumer keeps the messages:
   they are not given back, so their delivery count does not grow.
-- Events for one handler travel together in one task, flushed when `EVENTS_CONSUMER_BATCH_SIZE`
-  are waiting or `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox
-  row, retry and dead letter.
+- Events for one handler travel together in one task, flushed as soon as no further message is
+  waiting on the connection, when `EVENTS_CONSUMER_BATCH_SIZE` are waiting, or at the latest
+  `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox row, retry and
+  dead letter.
 - A message whose content cannot be used, for whatever reason (not JSON, nested too deep, a
   timestamp out of range, an unknown type or version, data not matching its schema, no handler
   in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
@@ -138,15 +139,19 @@ class EventConsumer(ConsumerMixin):
         with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
             self._live = conn
             while not self.should_stop:
+                # With events buffered, only read what has already arrived: once nothing more is waiting
+                # the batch goes at once, so a batch costs no latency when the bus is quiet.
+                buffered = self._first_buffered_at is not None
                 wait = safety_interval
-                if self._first_buffered_at is not None:
-                    wait = max(0.0, self._first_buffered_at + self.window - time.monotonic())
                 if self.lanes is not None and self.lanes.busy:
-                    wait = min(wait, 0.005)
+                    wait = 0.005  # ordered work in the lanes: come back soon to ack what they finish
                 try:
-                    conn.drain_events(timeout=wait)
+                    conn.drain_events(timeout=0 if buffered else wait)
                 except TimeoutError:
-                    conn.heartbeat_check()
+                    if buffered:
+                        self.flush()
+                    else:
+                        conn.heartbeat_check()
                 if self._first_buffered_at is not None and time.monotonic() - self._first_buffered_at >= self.window:
                     self.flush()
                 if self.lanes is not None:

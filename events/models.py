@@ -36,6 +36,10 @@ class StoredEvent(models.Model):
     # The relay leases rows while their messages are in flight; an expired lease frees them again.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The message body (the envelope as JSON), encoded once by `publish()` in the writer's transaction, so
+    # that the relay only moves bytes. Rows written before this column, or around `publish()`, have none:
+    # the relay encodes those from the columns above.
+    body = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from django.db import transaction
 from events import tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
-from events.models import StoredEvent
+from events.models import StoredEvent, envelope_of
 from events.registry import EventType
 
 logger = logging.getLogger(__name__)
@@ -50,20 +51,23 @@ def publish(
         raise InvalidEventData(f"data of {event_type.name} {version} cannot be stored: {reason}")
     timestamp = datetime.now(UTC) if timestamp is None else check_timestamp(timestamp)
     context = tracing.next_context(correlation_id)
+    columns = {
+        "event_id": uuid.uuid4(),
+        "topic": event_type.topic,
+        "event_type": event_type.name,
+        "event_version": version,
+        "source": source or settings.EVENTS_SOURCE,
+        "subject": subject or "",
+        "sequence": sequence,
+        "timestamp": timestamp,
+        "data": payload,
+        "correlation_id": context.correlation_id,
+        "causation_id": context.causation_id or "",
+        "metadata": {"traceparent": context.traceparent},
+    }
     with transaction.atomic():
-        stored = StoredEvent.objects.create(
-            topic=event_type.topic,
-            event_type=event_type.name,
-            event_version=version,
-            source=source or settings.EVENTS_SOURCE,
-            subject=subject or "",
-            sequence=sequence,
-            timestamp=timestamp,
-            data=payload,
-            correlation_id=context.correlation_id,
-            causation_id=context.causation_id or "",
-            metadata={"traceparent": context.traceparent},
-        )
+        # The message body is encoded here, once, so that the relay only moves bytes.
+        stored = StoredEvent.objects.create(**columns, body=envelope_of(columns).to_json())
         transaction.on_commit(nudge_relay)
     return stored
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0003_inbox_source_and_broker_dead_letters'),
+        ('events', '0004_event_log_stored_message_body'),
     ]
 
     operations = [
