@@ -120,7 +120,7 @@ def test_a_handler_with_a_maximum_age_skips_older_events(worker: object, amqp: C
     wait_for(lambda: _handled("tick", "2"))
     assert not _handled("tick", "1")
     assert not DeadLetter.objects.exists()
-    skips = HandlerSkips.objects.get(handler="tests.support.tick_handler")
+    skips = wait_for(lambda: HandlerSkips.objects.filter(handler="tests.support.tick_handler").first(), timeout=5)
     assert (skips.late, skips.service, skips.last_event_id) == (1, "testsvc", old.event_id)
 
 
