@@ -32,6 +32,7 @@ test-postgres: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/ordered.py
 
 topology: $(STAMP)
 	$(BIN)/python manage.py topology

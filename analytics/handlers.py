@@ -8,7 +8,7 @@ from delivery.events import LocationUpdated, LocationUpdatedV1
 from events import Event, subscribe
 
 
-@subscribe(LocationUpdated, version="1.0", service="analytics")
+@subscribe(LocationUpdated, version="1.0", service="analytics", ordered=True)
 def add_to_route(event: Event[LocationUpdatedV1]) -> None:
     data = event.data
     late = timezone.now() - event.timestamp > timedelta(seconds=settings.ANALYTICS_MAX_AGE_SECONDS)

@@ -267,27 +267,28 @@ def bench_stored_events(n: int, phase: str) -> list[Any]:
     """N unpublished rows as `publish` would write them (bulk-inserted: setup, not measured)."""
     from bench.benchapp.events import BenchPing
     from events import tracing
-    from events.models import StoredEvent
+    from events.models import StoredEvent, envelope_of
 
     rows = []
     now = datetime.now(UTC)
     for i in range(n):
         data = BenchPing.validate({"seq": i, "phase": phase, "note": NOTE}, "1.0").model_dump(mode="json")
         context = tracing.next_context()
-        rows.append(
-            StoredEvent(
-                event_id=uuid.uuid4(),
-                topic=BenchPing.topic,
-                event_type=BenchPing.name,
-                event_version="1.0",
-                source="bench",
-                subject=f"ping-{i % 100}",
-                timestamp=now,
-                data=data,
-                correlation_id=context.correlation_id,
-                metadata={"traceparent": context.traceparent},
-            )
-        )
+        columns = {
+            "event_id": uuid.uuid4(),
+            "topic": BenchPing.topic,
+            "event_type": BenchPing.name,
+            "event_version": "1.0",
+            "source": "bench",
+            "subject": f"ping-{i % 100}",
+            "sequence": None,
+            "timestamp": now,
+            "data": data,
+            "correlation_id": context.correlation_id,
+            "causation_id": "",
+            "metadata": {"traceparent": context.traceparent},
+        }
+        rows.append(StoredEvent(**columns, body=envelope_of(columns).to_json()))
     StoredEvent.objects.bulk_create(rows, batch_size=500)
     return list(StoredEvent.objects.filter(published_at__isnull=True).order_by("position"))
 
@@ -357,9 +358,19 @@ def measure_relay(broker_url: str, n: int) -> dict[str, Any]:
     with Connection(broker_url) as connection:
         topology.declare(connection)
         publisher = TimedPublisher(connection)
+        profiler = None
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         start = time.perf_counter()
         relay.pump(publisher)
         elapsed = time.perf_counter() - start
+        if profiler is not None:
+            profiler.disable()
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(RESULTS / "relay.pstats")
         left = StoredEvent.objects.filter(published_at__isnull=True).count()
         if left:
             raise RuntimeError(f"relay left {left} events unpublished")

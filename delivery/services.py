@@ -9,6 +9,7 @@ from delivery.events import LocationUpdated, LocationUpdatedV1, Point, delivery_
 from delivery.models import Courier, Delivery
 from events import publish
 from events.models import StoredEvent
+from events.publishing import Publication, publish_many
 
 
 class NoActiveDelivery(Exception):
@@ -49,7 +50,7 @@ def delivery_complete(*, delivery: Delivery) -> Delivery:
 
 @transaction.atomic
 def courier_locations_record(*, courier: Courier, positions: list[Position]) -> Recorded:
-    """Publish one LocationUpdated per position for the courier's active delivery.
+    """Publish one LocationUpdated per position for the courier's active delivery (in one statement).
 
     Subject is the delivery, sequence the courier's. A position whose sequence this delivery
     already has (an app sending again after a lost answer) is a duplicate and publishes nothing: the event
@@ -79,8 +80,13 @@ def courier_locations_record(*, courier: Courier, positions: list[Position]) -> 
     ]
     try:
         with transaction.atomic():
-            for position, data in zip(fresh, events, strict=True):
-                publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
+            publish_many(
+                LocationUpdated,
+                [
+                    Publication(data, subject=subject, sequence=position.sequence, timestamp=position.time)
+                    for position, data in zip(fresh, events, strict=True)
+                ],
+            )
         accepted = len(fresh)
     except IntegrityError:
         # The same sequence posted concurrently (an app retrying while its first request still runs): one at a time.

@@ -1,5 +1,5 @@
-"""The bus in the admin, read-only: the event log and where each event went, the inbox, and the
-dead letters (inspect, replay)."""
+"""The bus in the admin, read-only: the event log and where each event went, the inbox, the
+dead letters (inspect, replay), and the late events each handler skipped."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString
 from events import subscriptions
 from events.deadletters import NotReplayable, dead_letter_replay
 from events.errors import EventError
-from events.models import DeadLetter, InboxEntry, StoredEvent
+from events.models import DeadLetter, HandlerSkips, InboxEntry, StoredEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -173,6 +173,12 @@ class InboxEntryAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "handler", "event_type", "processed_at"]
     list_filter = ["handler", "event_type"]
     search_fields = ["=event_id"]
+
+
+@admin.register(HandlerSkips)
+class HandlerSkipsAdmin(ReadOnlyAdmin):
+    list_display = ["handler", "service", "late", "last_event_id", "last_skipped_at"]
+    list_filter = ["service"]
 
 
 @admin.register(DeadLetter)

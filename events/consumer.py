@@ -10,9 +10,10 @@ Guarantees:
   anywhere redelivers it (handlers deduplicate). A task publish the broker refuses (a length limit
   on the task queue, an alarm) is tried again with backoff while the consumer keeps the messages:
   they are not given back, so their delivery count does not grow.
-- Events for one handler travel together in one task, flushed when `EVENTS_CONSUMER_BATCH_SIZE`
-  are waiting or `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox
-  row, retry and dead letter.
+- Events for one handler travel together in one task, flushed as soon as no further message is
+  waiting on the connection, when `EVENTS_CONSUMER_BATCH_SIZE` are waiting, or at the latest
+  `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox row, retry and
+  dead letter.
 - A message whose content cannot be used, for whatever reason (not JSON, nested too deep, a
   timestamp out of range, an unknown type or version, data not matching its schema, no handler
   in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
@@ -23,6 +24,11 @@ Guarantees:
   length limit or TTL) gets a dead letter too: the consumer reads the copy in
   `<service>.events.dlq.audit` and records it with the reason from `x-death`.
 - Nothing but JSON is ever deserialized.
+- A service's ordered handlers take their events from `<service>.events.ordered` instead, on a
+  channel of their own, through the lanes of `events/ordered.py`; each such message is acked on
+  its own once its lane has handled it.
+- An event older than a handler's `max_age` is not handed to that handler; the skip is counted
+  per handler (`HandlerSkips`), before the message is acked.
 """
 
 from __future__ import annotations
@@ -47,19 +53,38 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class EventConsumer(ConsumerMixin):
-    def __init__(self, connection: Connection, services: list[str], *, batch_size: int, window: float, prefetch: int) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        services: list[str],
+        *,
+        batch_size: int,
+        window: float,
+        prefetch: int,
+        lanes: int = 4,
+        ordered_prefetch: int = 200,
+    ) -> None:
+        from events import subscriptions
+        from events.ordered import Lanes
+
         self.connection = connection
         self.services = services
         self.batch_size = batch_size
         self.window = window
         self.prefetch = prefetch
+        self.ordered_prefetch = ordered_prefetch
+        self.ordered_services = [service for service in services if subscriptions.has_ordered(service)]
+        self.lanes = Lanes(lanes, batch_size) if self.ordered_services else None
+        self._recovering = 0  # redelivered ordered messages not done yet: the others wait for them
+        self._waiting: list[Any] = []
+        self._skips: dict[str, tuple[str, int, str]] = {}  # handler -> (service, late, last event id)
         self._batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._unacked: list[Message] = []
         self._buffered_bytes = 0
         self._first_buffered_at: float | None = None
         self._live: Connection | None = None  # the connection consumed from (ConsumerMixin uses a clone)
         self._flushing = False
-        self._held: list[tuple[str, Message]] = []
+        self._held: list[tuple[Any, str, Message]] = []  # (on_message or on_ordered, service, message)
 
     # -- kombu.mixins.ConsumerMixin
     def get_consumers(self, consumer_cls: type[Consumer], channel: Any) -> list[Consumer]:
@@ -83,6 +108,20 @@ class EventConsumer(ConsumerMixin):
                     no_ack=False,
                 )
             )
+        if self.ordered_services:
+            # A channel of its own: its messages are acked one by one, apart from the batches' ack(multiple).
+            ordered_channel = channel.connection.channel()
+            for service in self.ordered_services:
+                consumers.append(
+                    Consumer(
+                        ordered_channel,
+                        queues=[topology.ordered_queue(service)],
+                        on_message=lambda message, service=service: self.on_ordered(service, message),
+                        prefetch_count=self.ordered_prefetch,
+                        no_ack=False,
+                    )
+                )
+            self.lanes.start()
         return consumers
 
     def on_connection_revived(self) -> None:
@@ -92,28 +131,42 @@ class EventConsumer(ConsumerMixin):
         self._held.clear()
         self._buffered_bytes = 0
         self._first_buffered_at = None
+        self._skips.clear()
+        if self.lanes is not None:
+            self.lanes.reset()
+        self._recovering = 0
+        self._waiting.clear()
 
     def consume(self, limit: int | None = None, timeout: float | None = None, safety_interval: float = 1, **kwargs: Any):  # noqa: ANN201
         with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
             self._live = conn
             while not self.should_stop:
+                # With events buffered, only read what has already arrived: once nothing more is waiting
+                # the batch goes at once, so a batch costs no latency when the bus is quiet.
+                buffered = self._first_buffered_at is not None
                 wait = safety_interval
-                if self._first_buffered_at is not None:
-                    wait = max(0.0, self._first_buffered_at + self.window - time.monotonic())
+                if self.lanes is not None and self.lanes.busy:
+                    wait = 0.005  # ordered work in the lanes: come back soon to ack what they finish
                 try:
-                    conn.drain_events(timeout=wait)
+                    conn.drain_events(timeout=0 if buffered else wait)
                 except TimeoutError:
-                    conn.heartbeat_check()
+                    if buffered:
+                        self.flush()
+                    else:
+                        conn.heartbeat_check()
                 if self._first_buffered_at is not None and time.monotonic() - self._first_buffered_at >= self.window:
                     self.flush()
+                if self.lanes is not None:
+                    self._ack_ordered()
                 while self._held and not self._flushing:
-                    self.on_message(*self._held.pop(0))
+                    receive, service, message = self._held.pop(0)
+                    receive(service, message)
                 yield
 
     # -- messages
     def on_message(self, service: str, message: Message) -> None:
         if self._flushing:
-            self._held.append((service, message))  # delivered while a refused flush waits: read it afterwards
+            self._held.append((self.on_message, service, message))  # delivered while a refused flush waits: read it afterwards
             return
         try:
             with telemetry.receiving(service, message.delivery_info.get("routing_key", ""), message.headers):
@@ -125,10 +178,25 @@ class EventConsumer(ConsumerMixin):
             self.flush()
 
     def _on_message(self, service: str, message: Message) -> None:
+        wanted = self._read(service, message, ordered=False)
+        if wanted is None:
+            return
+        from events.handling import item
+
+        envelope, handlers = wanted
+        for subscription, converted in handlers:
+            self._batches[subscription.name].append(item(converted))
+        self._unacked.append(message)
+        self._buffered_bytes += len(message.body)
+        if self._first_buffered_at is None:
+            self._first_buffered_at = time.monotonic()
+
+    def _read(self, service: str, message: Message, *, ordered: bool) -> tuple[Any, list[tuple[Any, Any]]] | None:
+        """The envelope of `message` and, for each of the service's (un)ordered handlers that takes it now, the event
+        in that handler's version. None if the message was dead-lettered."""
         from events import deadletters, registry, subscriptions
         from events.envelope import decode_message
         from events.errors import EventError
-        from events.handling import item
 
         routing_key = message.delivery_info.get("routing_key", "")
         # py-amqp hands over text when the producer named a content encoding.
@@ -138,7 +206,10 @@ class EventConsumer(ConsumerMixin):
             envelope = telemetry.continued(decode_message(body, message.content_type, message.headers))
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
-            matching = subscriptions.matching([service], event_type)
+            matching = subscriptions.matching([service], event_type, ordered=ordered)
+            if not matching and not ordered and subscriptions.matching([service], event_type, ordered=True):
+                # Routed here by a binding from before its handlers became ordered: they read it from their own queue.
+                return envelope, []
             if not matching:
                 raise EventError(
                     f"{service} has no handler for {event_type.routing_key} (a binding newer than this worker's code?)"
@@ -153,7 +224,7 @@ class EventConsumer(ConsumerMixin):
                     wanted.append((subscription, None, _reason(exc)))
         except Exception as exc:
             self._dead_letter(service, message, body, _reason(exc), routing_key, envelope)
-            return
+            return None
         for subscription, data, reason in wanted:
             if data is None:
                 logger.error("%s cannot get %s: %s", subscription.name, envelope.event_id, reason)
@@ -167,17 +238,85 @@ class EventConsumer(ConsumerMixin):
                     envelope=envelope,
                     handler=subscription.name,
                 )
+        handlers = []
         for subscription, data, _ in wanted:
             if data is None:
                 continue
             if subscription.max_age is not None and _age(envelope) > subscription.max_age.total_seconds():
                 logger.info("%s skips %s: older than %s", subscription.name, envelope.event_id, subscription.max_age)
+                _, late, _ = self._skips.get(subscription.name, (service, 0, ""))
+                self._skips[subscription.name] = (service, late + 1, envelope.event_id)
                 continue
-            self._batches[subscription.name].append(item(envelope.with_data(data, subscription.version)))
-        self._unacked.append(message)
-        self._buffered_bytes += len(body)
-        if self._first_buffered_at is None:
-            self._first_buffered_at = time.monotonic()
+            handlers.append((subscription, envelope.with_data(data, subscription.version)))
+        return envelope, handlers
+
+    # -- ordered handlers
+    def on_ordered(self, service: str, message: Message) -> None:
+        if self._flushing:
+            self._held.append((self.on_ordered, service, message))  # read after the refused flush, as other messages are
+            return
+        from events.ordered import Work
+
+        try:
+            wanted = self._read(service, message, ordered=True)
+        except Exception as exc:
+            self._failed(service, message, exc)
+            return
+        if wanted is None:
+            return
+        envelope, handlers = wanted
+        redelivered = bool(message.delivery_info.get("redelivered"))
+        work = Work(service, message, envelope, handlers, self.lanes.epoch, redelivered=redelivered)
+        if redelivered:
+            self._recovering += 1
+        elif self._recovering:
+            self._waiting.append(work)  # must not overtake an event that came back
+            return
+        self.lanes.submit(work)
+
+    def _ack_ordered(self) -> None:
+        finished = self.lanes.completed()
+        if not finished:
+            return
+        self._save_skips()
+        for work in finished:
+            if work.redelivered:
+                self._recovering -= 1
+            work.message.ack()
+        if not self._recovering and self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for work in waiting:
+                self.lanes.submit(work)
+
+    def _save_skips(self) -> None:
+        """Count the late events skipped since the last save (before their messages are acked)."""
+        if not self._skips:
+            return
+        from django.utils import timezone
+
+        now = timezone.now()
+        try:
+            self._store_skips(now)
+        except Exception as exc:
+            logger.warning("could not count %d handlers' late events now (%s); counting them later", len(self._skips), exc)
+
+    def _store_skips(self, now: Any) -> None:
+        from django.db import IntegrityError, transaction
+        from django.db.models import F
+
+        from events.models import HandlerSkips
+
+        for handler, (service, late, last) in list(self._skips.items()):
+            fields = {"late": F("late") + late, "last_event_id": last, "last_skipped_at": now}
+            if not HandlerSkips.objects.filter(handler=handler).update(**fields):
+                try:
+                    with transaction.atomic():
+                        HandlerSkips.objects.create(
+                            handler=handler, service=service, late=late, last_event_id=last, last_skipped_at=now
+                        )
+                except IntegrityError:
+                    HandlerSkips.objects.filter(handler=handler).update(**fields)
+            del self._skips[handler]
 
     def _dead_letter(self, service: str, message: Message, body: bytes, reason: str, routing_key: str, envelope: Any) -> None:
         from events import deadletters
@@ -247,7 +386,8 @@ class EventConsumer(ConsumerMixin):
         death = deadletters.describe_x_death(message.headers)
         if death is None:
             return  # the copy of a handler's dead letter, recorded when it was sent
-        if death.reason == "rejected" and death.queue == topology.event_queue_name(service):
+        ours = (topology.event_queue_name(service), topology.ordered_queue_name(service))
+        if death.reason == "rejected" and death.queue in ours:
             return  # rejected by this consumer, recorded then
         body = message.body.encode() if isinstance(message.body, str) else message.body
         try:
@@ -299,6 +439,7 @@ class EventConsumer(ConsumerMixin):
                 del pending[name]
         finally:
             self._flushing = False
+        self._save_skips()
         if self._unacked:
             # One ack for all: every earlier delivery on this channel is in the batch, already settled, or held back.
             self._unacked[-1].ack(multiple=True)
@@ -380,6 +521,8 @@ class EventConsumerStep(bootsteps.StartStopStep):
             batch_size=settings.EVENTS_CONSUMER_BATCH_SIZE,
             window=settings.EVENTS_CONSUMER_BATCH_WINDOW_MS / 1000,
             prefetch=settings.EVENTS_CONSUMER_PREFETCH,
+            lanes=settings.EVENTS_ORDERED_LANES,
+            ordered_prefetch=settings.EVENTS_ORDERED_PREFETCH,
         )
         self.thread = threading.Thread(target=self._run, args=(self.consumer,), name="event-consumer", daemon=True)
         self.thread.start()
@@ -397,6 +540,8 @@ class EventConsumerStep(bootsteps.StartStopStep):
                     logger.exception("event consumer failed; restarting it in 1s")
                     time.sleep(1.0)
         finally:
+            if consumer.lanes is not None:
+                consumer.lanes.stop()
             connections.close_all()
 
     def stop(self, parent: Any) -> None:

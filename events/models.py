@@ -36,6 +36,10 @@ class StoredEvent(models.Model):
     # The relay leases rows while their messages are in flight; an expired lease frees them again.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The message body (the envelope as JSON), encoded once by `publish()` in the writer's transaction, so
+    # that the relay only moves bytes. Rows written before this column, or around `publish()`, have none:
+    # the relay encodes those from the columns above.
+    body = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position"]
@@ -168,3 +172,45 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} {self.event_type or '?'} {self.event_id or ''}: {self.reason[:60]}"
+
+
+class HandlerSkips(models.Model):
+    """How many events a handler's `max_age` skipped as too old on arrival (counted by the consumer step).
+
+    A skip can be counted twice if a worker dies between counting it and acknowledging its message.
+    """
+
+    handler = models.CharField(max_length=300, unique=True)
+    service = models.CharField(max_length=100, db_index=True)
+    late = models.PositiveBigIntegerField(default=0, help_text="Events older than the handler's max_age on arrival.")
+    last_event_id = models.CharField(max_length=200, blank=True, default="")
+    last_skipped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "late events skipped"
+        verbose_name_plural = "late events skipped"
+        ordering = ["service", "handler"]
+
+    def __str__(self) -> str:
+        return f"{self.handler}: {self.late} late"
+
+
+class UnfinishedRun(models.Model):
+    """A redelivered ordered event whose run has started (`starts` times) and not finished: its worker died meanwhile.
+
+    Written before a redelivered event of `<service>.events.ordered` runs and deleted when it is
+    done, so that an event whose handler keeps ending the process is a dead letter after
+    `EVENTS_HANDLER_MAX_WORKER_LOSSES` starts, instead of looping.
+    """
+
+    queue = models.CharField(max_length=200)
+    source = models.CharField(max_length=200, default="")
+    event_id = models.CharField(max_length=200)
+    starts = models.PositiveIntegerField(default=1)
+    first_started_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "event_id", "source"], name="unfinished_run_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.event_id}: {self.starts} starts"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from django.db import transaction
 from events import tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
-from events.models import StoredEvent
+from events.models import StoredEvent, envelope_of
 from events.registry import EventType
 
 logger = logging.getLogger(__name__)
@@ -44,28 +46,83 @@ def publish(
     database can store (a NUL character, a lone surrogate), and `InvalidTimestamp` for a
     `timestamp` no envelope can carry (naive, or before 1970).
     """
+    columns = _columns(event_type, data, version, subject, sequence, correlation_id, source, timestamp)
+    with transaction.atomic():
+        # The message body is encoded here, once, so that the relay only moves bytes.
+        stored = StoredEvent.objects.create(**columns, body=envelope_of(columns).to_json())
+        transaction.on_commit(nudge_relay)
+    return stored
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One event of a `publish_many()` call."""
+
+    data: pydantic.BaseModel | Mapping[str, Any]
+    subject: str | None = None
+    sequence: int | None = None
+    timestamp: datetime | None = None
+
+
+def publish_many(
+    event_type: EventType,
+    events: Iterable[Publication],
+    *,
+    version: str | None = None,
+    correlation_id: str | None = None,
+    source: str | None = None,
+) -> list[StoredEvent]:
+    """Append several events of one type in one statement, in the caller's transaction, in the order given.
+
+    The same checks and errors as `publish()`, made for every event before anything is written; a
+    (subject, sequence) already in the log fails the whole call with `IntegrityError`, as one
+    `publish()` would. One nudge of the relay after the commit.
+    """
+    rows = []
+    for event in events:
+        columns = _columns(
+            event_type, event.data, version, event.subject, event.sequence, correlation_id, source, event.timestamp
+        )
+        rows.append(StoredEvent(**columns, body=envelope_of(columns).to_json()))
+    if not rows:
+        return []
+    with transaction.atomic():
+        stored = StoredEvent.objects.bulk_create(rows)
+        transaction.on_commit(nudge_relay)
+    return stored
+
+
+def _columns(
+    event_type: EventType,
+    data: pydantic.BaseModel | Mapping[str, Any],
+    version: str | None,
+    subject: str | None,
+    sequence: int | None,
+    correlation_id: str | None,
+    source: str | None,
+    timestamp: datetime | None,
+) -> dict[str, Any]:
+    """The event-log columns of one event, checked: its data against the version's schema, its timestamp."""
     version = version or event_type.latest
     payload = event_type.validate(data, version).model_dump(mode="json")
     if (reason := unstorable(payload)) is not None:
         raise InvalidEventData(f"data of {event_type.name} {version} cannot be stored: {reason}")
     timestamp = datetime.now(UTC) if timestamp is None else check_timestamp(timestamp)
     context = tracing.next_context(correlation_id)
-    with transaction.atomic():
-        stored = StoredEvent.objects.create(
-            topic=event_type.topic,
-            event_type=event_type.name,
-            event_version=version,
-            source=source or settings.EVENTS_SOURCE,
-            subject=subject or "",
-            sequence=sequence,
-            timestamp=timestamp,
-            data=payload,
-            correlation_id=context.correlation_id,
-            causation_id=context.causation_id or "",
-            metadata={"traceparent": context.traceparent},
-        )
-        transaction.on_commit(nudge_relay)
-    return stored
+    return {
+        "event_id": uuid.uuid4(),
+        "topic": event_type.topic,
+        "event_type": event_type.name,
+        "event_version": version,
+        "source": source or settings.EVENTS_SOURCE,
+        "subject": subject or "",
+        "sequence": sequence,
+        "timestamp": timestamp,
+        "data": payload,
+        "correlation_id": context.correlation_id,
+        "causation_id": context.causation_id or "",
+        "metadata": {"traceparent": context.traceparent},
+    }
 
 
 _nudge_socket: socket.socket | None = None

@@ -23,6 +23,7 @@ before the rows are marked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -39,13 +40,18 @@ import amqp
 from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db import connection as db_connection
 from kombu import Connection
 
 from events import telemetry, topology
-from events.models import ENVELOPE_COLUMNS, StoredEvent, envelope_of
+from events.frames import encode_publish
+from events.models import StoredEvent, envelope_of
 
 logger = logging.getLogger(__name__)
+
+
+# The relay writes the frames of a batch to the socket in pieces of about this size.
+WRITE_BYTES = 256 * 1024
 
 
 class ConfirmTimeout(Exception):
@@ -63,6 +69,166 @@ class Outgoing:
     routing_key: str
     body: bytes
     properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LeasedRow:
+    """A row of the event log as the relay reads it: the envelope's columns and the stored body."""
+
+    position: int
+    topic: str
+    event_type: str
+    event_version: str
+    source: str
+    subject: str
+    sequence: int | None
+    timestamp: Any
+    event_id: Any
+    correlation_id: str
+    causation_id: str
+    metadata: Any
+    body: bytes | memoryview | None
+    data: Any  # only for rows without a stored body
+
+    def columns(self) -> dict[str, Any]:
+        """The row in the form `envelope_of` takes (as Django's field converters would give it)."""
+        return {
+            "event_type": self.event_type,
+            "event_version": self.event_version,
+            "timestamp": _aware(self.timestamp),
+            "event_id": self.event_id if isinstance(self.event_id, uuid.UUID) else uuid.UUID(str(self.event_id)),
+            "source": self.source,
+            "data": _json(self.data),
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "subject": self.subject,
+            "sequence": self.sequence,
+            "metadata": _json(self.metadata) or {},
+        }
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class LogStatements:
+    """The relay's SQL on the event log: the hot path runs on the cursor, without model instances."""
+
+    _cache: dict[str, LogStatements] = {}
+
+    @classmethod
+    def of(cls, conn: Any) -> LogStatements:
+        statements = cls._cache.get(conn.alias)
+        if statements is None or statements.vendor != conn.vendor:
+            statements = cls._cache[conn.alias] = cls(conn)
+        return statements
+
+    def __init__(self, conn: Any) -> None:
+        self.vendor = conn.vendor
+        self.ops = conn.ops
+        q = conn.ops.quote_name
+        self.table = q(StoredEvent._meta.db_table)
+        position = q("position")
+        self.position = position
+        # Rows of the partial index event_unpublished_idx.
+        self.pending = "published_at IS NULL AND rejected_reason = ''"
+        columns = (
+            f"{position}, topic, event_type, event_version, source, subject, {q('sequence')}, {q('timestamp')}, "
+            f"event_id, correlation_id, causation_id, metadata, body, CASE WHEN body IS NULL THEN data END"
+        )
+        self.columns = columns
+        self.postgres = conn.vendor == "postgresql"
+        self.returning = self.postgres or (conn.vendor == "sqlite" and _sqlite_version(conn) >= (3, 35))
+        pick = (
+            f"SELECT {position} FROM {self.table} WHERE {self.pending} AND (claimed_until IS NULL OR claimed_until < %s) "
+            f"ORDER BY {position} LIMIT %s"
+        )
+        if self.postgres:
+            pick += " FOR UPDATE SKIP LOCKED"
+        self.pick = pick
+        self.lease_sql = (
+            f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s WHERE {position} IN ({pick}) RETURNING {columns}"
+        )
+
+    def bookkeeping(self, cursor: Any) -> None:
+        """Make this transaction's commit not wait for the disk (PostgreSQL).
+
+        Safe for leases and marks alone: a lease lost in a database crash is a lease never taken,
+        and a mark lost publishes the event once more, which consumers absorb, as after a relay
+        crash between confirm and mark. Events themselves are always written durably.
+        """
+        if self.postgres:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+    def _time(self, value: datetime) -> Any:
+        return self.ops.adapt_datetimefield_value(value)
+
+    def _in(self, positions: list[int]) -> tuple[str, list[Any]]:
+        if self.postgres:
+            return f"{self.position} = ANY(%s)", [list(positions)]
+        return f"{self.position} IN ({', '.join(['%s'] * len(positions))})", list(positions)
+
+    def lease(self, cursor: Any, relay_id: str, now: datetime, until: datetime, limit: int) -> list[LeasedRow]:
+        if self.returning:
+            cursor.execute(self.lease_sql, [relay_id, self._time(until), self._time(now), limit])
+            rows = [LeasedRow(*row) for row in cursor.fetchall()]
+            rows.sort(key=lambda row: row.position)  # RETURNING promises no order
+            return rows
+        cursor.execute(self.pick, [self._time(now), limit])
+        positions = [row[0] for row in cursor.fetchall()]
+        if not positions:
+            return []
+        where, params = self._in(positions)
+        cursor.execute(
+            f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s WHERE {where}", [relay_id, self._time(until), *params]
+        )
+        cursor.execute(f"SELECT {self.columns} FROM {self.table} WHERE {where} ORDER BY {self.position}", params)
+        return [LeasedRow(*row) for row in cursor.fetchall()]
+
+    def _held_elsewhere(self) -> str:
+        # Unpublished rows before `position` that are not leased to this relay (and so not in its claim or in flight).
+        return (
+            f"{self.pending} AND {self.position} < %s "
+            f"AND NOT (claimed_by = %s AND claimed_until IS NOT NULL AND claimed_until >= %s)"
+        )
+
+    def others_before(self, cursor: Any, position: int, relay_id: str, now: datetime) -> bool:
+        cursor.execute(
+            f"SELECT 1 FROM {self.table} WHERE {self._held_elsewhere()} LIMIT 1", [position, relay_id, self._time(now)]
+        )
+        return cursor.fetchone() is not None
+
+    def first_of_subjects_held_elsewhere(
+        self, cursor: Any, position: int, relay_id: str, now: datetime, subjects: set[str]
+    ) -> dict[str, int]:
+        listed = sorted(subjects)
+        cursor.execute(
+            f"SELECT subject, MIN({self.position}) FROM {self.table} WHERE {self._held_elsewhere()} "
+            f"AND subject IN ({', '.join(['%s'] * len(listed))}) GROUP BY subject",
+            [position, relay_id, self._time(now), *listed],
+        )
+        return dict(cursor.fetchall())
+
+    def unlease(self, cursor: Any, positions: list[int]) -> None:
+        where, params = self._in(positions)
+        cursor.execute(f"UPDATE {self.table} SET claimed_by = '', claimed_until = NULL WHERE {where}", params)
+
+    def mark_published(self, cursor: Any, positions: list[int], at: datetime) -> None:
+        for start in range(0, len(positions), 500):
+            where, params = self._in(positions[start : start + 500])
+            cursor.execute(
+                f"UPDATE {self.table} SET published_at = %s, claimed_until = NULL WHERE {where}", [self._time(at), *params]
+            )
+
+
+def _sqlite_version(conn: Any) -> tuple[int, ...]:
+    return conn.Database.sqlite_version_info
 
 
 class ConfirmingPublisher:
@@ -101,25 +267,41 @@ class ConfirmingPublisher:
     def send(self, messages: Iterable[Outgoing]) -> dict[int, str]:
         """Publish without waiting for confirms; returns {position: reason} of messages that cannot be encoded.
 
-        py-amqp encodes a message whole before it writes a byte, so a message it cannot encode
-        leaves the connection as it was.
+        The frames of all messages are encoded into one buffer (`events.frames`) and written with
+        one call per `WRITE_BYTES`; a message that cannot be encoded adds nothing to the buffer.
         """
+        if not self.channel.is_open:
+            raise amqp.RecoverableConnectionError("the relay's channel is closed")
+        connection = self.channel.connection
+        channel_id, frame_max = self.channel.channel_id, connection.frame_max
         unsendable: dict[int, str] = {}
+        buffer: list[bytes] = []
+        positions: list[int] = []
+        size = 0
         for message in messages:
             try:
-                self.channel.basic_publish(
-                    amqp.Message(message.body, **message.properties),
-                    exchange=topology.EVENTS,
-                    routing_key=message.routing_key,
+                frames = encode_publish(
+                    channel_id, frame_max, topology.EVENTS, message.routing_key, message.body, message.properties
                 )
-            except self.outages:
-                raise
             except Exception as exc:
                 unsendable[message.position] = f"cannot be encoded as an AMQP message: {type(exc).__name__}: {exc}"
                 continue
-            self._pending[self._next_tag] = message.position
-            self._next_tag += 1
+            buffer.append(frames)
+            positions.append(message.position)
+            size += len(frames)
+            if size >= WRITE_BYTES:
+                self._write(connection, buffer, positions)
+                buffer, positions, size = [], [], 0
+        if buffer:
+            self._write(connection, buffer, positions)
         return unsendable
+
+    def _write(self, connection: Any, frames: list[bytes], positions: list[int]) -> None:
+        connection.transport.write(b"".join(frames))
+        connection.bytes_sent += len(positions)  # what py-amqp counts for its heartbeats: frames written
+        for position in positions:
+            self._pending[self._next_tag] = position
+            self._next_tag += 1
 
     def wait(self, max_in_flight: int, timeout: float) -> tuple[list[int], list[int]]:
         """Read confirms until at most `max_in_flight` remain; return (acked, nacked) positions since last time."""
@@ -191,7 +373,7 @@ class Relay:
             self._release(nacked)
         if acked:
             self.on_confirmed(acked)
-            StoredEvent.objects.filter(position__in=acked).update(published_at=datetime.now(UTC), claimed_until=None)
+            self._mark_published(acked)
 
     def _claim_and_send(self, publisher: ConfirmingPublisher) -> tuple[int, int]:
         """Lease a batch and publish it without waiting; returns (rows claimed, messages sent)."""
@@ -201,18 +383,16 @@ class Relay:
         spans = telemetry.RelaySpans()
         for row in rows:
             try:
-                envelope = spans.start(row["position"], envelope_of(row), f"{row['topic']}.{row['event_type']}")
-                body = envelope.to_json()
-                properties = envelope.amqp_properties()
+                message = spans.start(self._message(row))
             except Exception as exc:
-                set_aside[row["position"]] = f"cannot be made into a message: {type(exc).__name__}: {exc}"
+                set_aside[row.position] = f"cannot be made into a message: {type(exc).__name__}: {exc}"
                 continue
-            if len(body) > self.max_message_bytes:
-                set_aside[row["position"]] = (
-                    f"message of {len(body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+            if len(message.body) > self.max_message_bytes:
+                set_aside[row.position] = (
+                    f"message of {len(message.body)} bytes exceeds EVENTS_MAX_MESSAGE_BYTES={self.max_message_bytes}"
                 )
                 continue
-            outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, properties))
+            outgoing.append(message)
         unsendable = publisher.send(outgoing)
         set_aside.update(unsendable)
         spans.end(set_aside)
@@ -221,40 +401,47 @@ class Relay:
             StoredEvent.objects.filter(position=position).update(rejected_reason=reason, claimed_until=None)
         return len(rows), len(outgoing) - len(unsendable)
 
-    def _claim(self) -> list[dict[str, Any]]:
-        """Lease the next unpublished rows to this relay, in a short transaction of their own."""
+    @staticmethod
+    def _message(row: LeasedRow) -> Outgoing:
+        """The message of a leased row: the body stored with the event, or (rows older than that column) encoded now."""
+        columns = row.columns()
+        envelope = envelope_of(columns)  # holds the timestamp to the envelope's rule, whatever the stored body says
+        body = envelope.to_json() if row.body is None else bytes(row.body)
+        return Outgoing(row.position, f"{row.topic}.{row.event_type}", body, envelope.amqp_properties())
+
+    def _claim(self) -> list[LeasedRow]:
+        """Lease the next unpublished rows to this relay, in a short transaction of their own.
+
+        One statement leases and reads the batch (`UPDATE … RETURNING`, on PostgreSQL over rows
+        picked `FOR UPDATE SKIP LOCKED`); one more checks that no earlier unpublished row is held
+        elsewhere, and only when one is are rows of its subjects given back.
+        """
+        sql = LogStatements.of(db_connection)
         now = datetime.now(UTC)
-        pending = StoredEvent.objects.filter(published_at__isnull=True, rejected_reason="")
-        available = pending.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        with transaction.atomic():
-            rows = list(
-                available.select_for_update(skip_locked=True).order_by("position").values(*ENVELOPE_COLUMNS)[: self.batch_size]
-            )
-            rows = self._in_subject_order(rows, pending, now)
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            sql.bookkeeping(cursor)
+            rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
-                StoredEvent.objects.filter(position__in=[row["position"] for row in rows]).update(
-                    claimed_by=self.relay_id, claimed_until=now + self.lease
-                )
+                rows = self._in_subject_order(cursor, sql, rows, now)
         return rows
 
-    def _in_subject_order(
-        self, rows: list[dict[str, Any]], pending: QuerySet[StoredEvent], now: datetime
-    ) -> list[dict[str, Any]]:
-        """Drop rows whose subject has an earlier unpublished row that this relay is not sending."""
-        subjects = {row["subject"] for row in rows if row["subject"]}
-        if not subjects:
-            return rows
-        mine = [row["position"] for row in rows]
-        # Earlier unpublished rows that are neither in this claim nor in flight on this relay.
-        others = (
-            pending.filter(position__lt=mine[-1])
-            .exclude(position__in=mine)
-            .exclude(claimed_by=self.relay_id, claimed_until__gte=now)
-        )
-        if not others.exists():  # the usual case: no other relay holds anything earlier
-            return rows
-        blocked = dict(others.filter(subject__in=subjects).values_list("subject").annotate(first=Min("position")))
-        return [row for row in rows if row["subject"] not in blocked or row["position"] < blocked[row["subject"]]]
+    def _in_subject_order(self, cursor: Any, sql: LogStatements, rows: list[LeasedRow], now: datetime) -> list[LeasedRow]:
+        """Give back rows whose subject has an earlier unpublished row that this relay is not sending."""
+        subjects = {row.subject for row in rows if row.subject}
+        # Earlier unpublished rows neither in this claim nor in flight on this relay (both leased to it now).
+        if not subjects or not sql.others_before(cursor, rows[-1].position, self.relay_id, now):
+            return rows  # the usual case: no other relay holds anything earlier
+        blocked = sql.first_of_subjects_held_elsewhere(cursor, rows[-1].position, self.relay_id, now, subjects)
+        kept = [row for row in rows if row.subject not in blocked or row.position < blocked[row.subject]]
+        if len(kept) < len(rows):
+            sql.unlease(cursor, sorted({row.position for row in rows} - {row.position for row in kept}))
+        return kept
+
+    def _mark_published(self, positions: list[int]) -> None:
+        sql = LogStatements.of(db_connection)
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            sql.bookkeeping(cursor)
+            sql.mark_published(cursor, positions, datetime.now(UTC))
 
     def _release(self, positions: Iterable[int] | None = None) -> None:
         """Give leased, unpublished rows back (all of this relay's when `positions` is None)."""

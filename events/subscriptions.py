@@ -6,6 +6,10 @@
 A handler is a plain function taking an `Event` whose `data` is the pydantic model of the version
 it asked for; the consumer converts whatever version was published. The service names the
 queues: the handler runs on workers started with `-Q <service>`.
+
+`ordered=True` gives the handler each subject's events one at a time, in the order they were
+committed, while different subjects still run in parallel (see `events/ordered.py`). `max_age`
+skips events older than that on arrival, and counts them per handler (`HandlerSkips`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Subscription:
     func: Handler
     max_attempts: int | None = None
     max_age: timedelta | None = None
+    ordered: bool = False
 
     def __call__(self, event: Event[Any]) -> None:
         self.func(event)
@@ -75,6 +80,7 @@ def subscribe(
     service: str,
     max_attempts: int | None = None,
     max_age: timedelta | None = None,
+    ordered: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as `service`'s handler of `event` in `version`."""
     event_type = registry.get(event) if isinstance(event, str) else event
@@ -90,6 +96,7 @@ def subscribe(
             func=func,
             max_attempts=max_attempts,
             max_age=max_age,
+            ordered=ordered,
         )
         return func
 
@@ -108,5 +115,16 @@ def for_service(service: str) -> list[Subscription]:
     return sorted((s for s in _subscriptions.values() if s.service == service), key=lambda s: s.name)
 
 
-def matching(services: list[str], event_type: EventType) -> list[Subscription]:
-    return [s for s in _subscriptions.values() if s.service in services and s.event_type.routing_key == event_type.routing_key]
+def matching(services: list[str], event_type: EventType, *, ordered: bool | None = None) -> list[Subscription]:
+    """The handlers of `event_type` in `services`; only the ordered (or only the unordered) ones if `ordered` says so."""
+    return [
+        s
+        for s in _subscriptions.values()
+        if s.service in services
+        and s.event_type.routing_key == event_type.routing_key
+        and (ordered is None or s.ordered == ordered)
+    ]
+
+
+def has_ordered(service: str) -> bool:
+    return any(s.ordered for s in for_service(service))

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from events.relay import Outgoing as _Outgoing
+
 logger = logging.getLogger(__name__)
 
 EXPORTERS = ("otlp", "console")
@@ -223,21 +225,43 @@ def _event_attributes(envelope: Envelope, routing_key: str) -> dict[str, Any]:
 
 
 class RelaySpans:
-    """The `publish` spans of one relay batch: `start` one per row, `end` them once the batch is sent."""
+    """The `publish` spans of one relay batch: `start` one per message, `end` them once the batch is sent."""
 
     def __init__(self) -> None:
         self._spans: dict[int, trace.Span] = {}
 
-    def start(self, position: int, envelope: Envelope, routing_key: str) -> Envelope:
-        """Start the row's span; returns the envelope carrying the span's context (unchanged when off)."""
+    def start(self, message: _Outgoing) -> _Outgoing:
+        """Start the message's span; returns the message carrying the span's context (unchanged when off).
+
+        `message` is the relay's `Outgoing` (position, routing_key, body, AMQP properties with the
+        envelope's headers); its `traceparent` header, saved in the outbox row, is the span's parent.
+        """
         if _tracer is None:
-            return envelope
-        attributes = {**_event_attributes(envelope, routing_key), "messaging.operation.type": "send", "events.position": position}
+            return message
+        properties = message.properties
+        headers = dict(properties.get("application_headers") or {})
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": "events",
+            "messaging.rabbitmq.destination.routing_key": message.routing_key,
+            "messaging.operation.type": "send",
+            "messaging.message.id": str(properties.get("message_id", "")),
+            "messaging.message.conversation_id": str(properties.get("correlation_id", "")),
+            "messaging.message.body.size": len(message.body),
+            "events.type": str(properties.get("type", "")),
+            "events.version": str(headers.get("eventVersion", "")),
+            "events.source": str(properties.get("app_id", "")),
+            "events.position": message.position,
+        }
         span = _tracer.start_span(
-            f"publish {routing_key}", context=_context_of(envelope.traceparent), kind=SpanKind.PRODUCER, attributes=attributes
+            f"publish {message.routing_key}",
+            context=_context_of(headers.get("traceparent")),
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
         )
-        self._spans[position] = span
-        return replace(envelope, traceparent=_traceparent_of(span))
+        self._spans[message.position] = span
+        headers["traceparent"] = _traceparent_of(span)
+        return replace(message, properties={**properties, "application_headers": headers})
 
     def end(self, set_aside: Mapping[int, str]) -> None:
         """End every span; those of rows set aside with an error saying why."""

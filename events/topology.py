@@ -6,7 +6,10 @@ and for each service its subscription queue `<service>.events` (bound with the r
 its handlers), its dead-letter queue `<service>.events.dlq`, the audit queue beside it
 `<service>.events.dlq.audit` (a copy of everything dead-lettered, which the consumer step reads to
 give every message the broker dead-letters a record with its reason; the DLQ itself keeps its
-messages), and its task queue `<service>` on the topic exchange `tasks`. `describe(services)`
+messages), and its task queue `<service>` on the topic exchange `tasks`. A service with ordered
+handlers also has `<service>.events.ordered`, a single-active-consumer queue bound with the
+routing keys of those handlers (`<service>.events` then carries only what its unordered handlers
+take; a binding left over from before a handler became ordered is removed). `describe(services)`
 returns the same as text.
 
 Queues are quorum queues unless `EVENTS_QUEUE_TYPE = "classic"`. Queue arguments must not change
@@ -58,6 +61,10 @@ def dead_letter_audit_queue_name(service: str) -> str:
     return f"{service}.events.dlq.audit"
 
 
+def ordered_queue_name(service: str) -> str:
+    return f"{service}.events.ordered"
+
+
 def dead_letter_routing_key(service: str) -> str:
     return event_queue_name(service)
 
@@ -75,20 +82,42 @@ def task_queues(services: Iterable[str]) -> list[Queue]:
     return [task_queue(name) for name in ["default", *services]]
 
 
-def routing_keys(service: str) -> list[str]:
+def routing_keys(service: str, *, ordered: bool = False) -> list[str]:
+    """The routing keys `service`'s unordered (or ordered) handlers subscribe to."""
     from events import subscriptions
 
     # Producers that still use a type's old name keep reaching its handlers.
-    return sorted({key for sub in subscriptions.for_service(service) for key in sub.event_type.routing_keys})
+    return sorted(
+        {key for sub in subscriptions.for_service(service) if sub.ordered == ordered for key in sub.event_type.routing_keys}
+    )
+
+
+def _event_queue_arguments(service: str, **extra: object) -> dict[str, object]:
+    arguments = _queue_arguments(
+        **{"x-dead-letter-exchange": DLX, "x-dead-letter-routing-key": dead_letter_routing_key(service)}, **extra
+    )
+    if settings.EVENTS_QUEUE_TYPE == "quorum":
+        arguments["x-delivery-limit"] = DELIVERY_LIMIT
+    return arguments
 
 
 def event_queue(service: str) -> Queue:
-    """`<service>.events`, bound to `events` with one binding per subscribed routing key."""
-    arguments = _queue_arguments(**{"x-dead-letter-exchange": DLX, "x-dead-letter-routing-key": dead_letter_routing_key(service)})
-    if settings.EVENTS_QUEUE_TYPE == "quorum":
-        arguments["x-delivery-limit"] = DELIVERY_LIMIT
+    """`<service>.events`, bound to `events` with one binding per routing key its unordered handlers take."""
     bindings = [_binding(key) for key in routing_keys(service)]
-    return Queue(event_queue_name(service), bindings=bindings, durable=True, queue_arguments=arguments)
+    return Queue(event_queue_name(service), bindings=bindings, durable=True, queue_arguments=_event_queue_arguments(service))
+
+
+def ordered_queue(service: str) -> Queue:
+    """`<service>.events.ordered`: what the service's ordered handlers take, read by one consumer at a time."""
+    bindings = [_binding(key) for key in routing_keys(service, ordered=True)]
+    arguments = _event_queue_arguments(service, **{"x-single-active-consumer": True})
+    return Queue(ordered_queue_name(service), bindings=bindings, durable=True, queue_arguments=arguments)
+
+
+def ordered_only_keys(service: str) -> list[str]:
+    """Routing keys only ordered handlers of `service` take: `<service>.events` must not be bound to them."""
+    unordered = set(routing_keys(service))
+    return [key for key in routing_keys(service, ordered=True) if key not in unordered]
 
 
 def dead_letter_queue(service: str) -> Queue:
@@ -116,7 +145,12 @@ def _binding(routing_key: str) -> binding:
 
 
 def service_queues(service: str) -> list[Queue]:
-    return [event_queue(service), dead_letter_queue(service), dead_letter_audit_queue(service), task_queue(service)]
+    from events import subscriptions
+
+    queues = [event_queue(service)]
+    if subscriptions.has_ordered(service):
+        queues.append(ordered_queue(service))
+    return [*queues, dead_letter_queue(service), dead_letter_audit_queue(service), task_queue(service)]
 
 
 def all_queues(services: Iterable[str]) -> list[Queue]:
@@ -135,6 +169,10 @@ def declare(connection: Connection | Any, services: Iterable[str] | None = None)
     queues = all_queues(services)
     for queue in queues:
         queue(channel).declare()
+    for service in services:
+        for key in ordered_only_keys(service):
+            # Declared before the handler became ordered: its events now go to the ordered queue only.
+            channel.queue_unbind(event_queue_name(service), EVENTS, key)
     return queues
 
 

@@ -181,6 +181,9 @@ EVENTS_RELAY_WAKE_ADDRESS = env.str("EVENTS_RELAY_WAKE_ADDRESS", default="127.0.
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=500)
 EVENTS_CONSUMER_BATCH_SIZE = env.int("EVENTS_CONSUMER_BATCH_SIZE", default=200)
 EVENTS_CONSUMER_BATCH_WINDOW_MS = env.float("EVENTS_CONSUMER_BATCH_WINDOW_MS", default=5.0)
+# Ordered handlers (`@subscribe(..., ordered=True)`): subjects are spread over this many lanes (threads) per worker.
+EVENTS_ORDERED_LANES = env.int("EVENTS_ORDERED_LANES", default=4)
+EVENTS_ORDERED_PREFETCH = env.int("EVENTS_ORDERED_PREFETCH", default=200)
 EVENTS_HANDLER_MAX_ATTEMPTS = env.int("EVENTS_HANDLER_MAX_ATTEMPTS", default=6)
 # An event whose task came back unfinished this many times (its worker died each time) is a dead letter.
 EVENTS_HANDLER_MAX_WORKER_LOSSES = env.int("EVENTS_HANDLER_MAX_WORKER_LOSSES", default=3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -47,6 +48,7 @@ class Admin(Protocol):
     name: str
 
     def works(self) -> bool: ...
+    def vhosts(self) -> list[str]: ...
     def add_vhost(self, vhost: str) -> None: ...
     def delete_vhost(self, vhost: str) -> None: ...
     def connections(self, vhost: str) -> list[tuple[str, str]]:
@@ -72,6 +74,9 @@ class ManagementApi:
         except httpx.HTTPError:
             return False
         return True
+
+    def vhosts(self) -> list[str]:
+        return [v["name"] for v in self._request("GET", "vhosts").json()]
 
     def add_vhost(self, vhost: str) -> None:
         self._request("PUT", f"vhosts/{quote(vhost, safe='')}")
@@ -116,6 +121,9 @@ class Rabbitmqctl:
         except (BrokerAdminUnavailable, OSError, subprocess.TimeoutExpired):
             return False
         return True
+
+    def vhosts(self) -> list[str]:
+        return self._run("list_vhosts", "--no-table-headers", "name").split()
 
     def add_vhost(self, vhost: str) -> None:
         self._run("add_vhost", vhost)
@@ -173,10 +181,42 @@ def reachable() -> bool:
         return False
 
 
+# A run's vhost names the process that made it, so that the vhosts of runs killed before they
+# could clean up (each holds queues, and file handles of the broker) are removed by the next run.
+RUN_VHOST = re.compile(r"^test-p(\d+)-[0-9a-f]+$")
+
+
 def create_vhost() -> str:
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    remove_abandoned_vhosts()
+    name = f"test-p{os.getpid()}-{uuid.uuid4().hex[:8]}"
     admin().add_vhost(name)
     return name
+
+
+def remove_abandoned_vhosts() -> list[str]:
+    """Delete the vhosts of test runs on this machine whose process is gone; returns their names."""
+    if HOST not in ("127.0.0.1", "localhost", "::1"):
+        return []  # process ids mean something only on the broker's own machine
+    removed = []
+    for vhost in admin().vhosts():
+        match = RUN_VHOST.match(vhost)
+        if match and not _alive(int(match.group(1))):
+            try:
+                admin().delete_vhost(vhost)
+            except Exception:
+                continue  # another run removed it first
+            removed.append(vhost)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def delete_vhost(name: str) -> None:

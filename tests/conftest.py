@@ -107,7 +107,7 @@ def running_relay(purge: None) -> Iterator[Relay]:
 
 
 @contextlib.contextmanager
-def in_process_worker(settings: Any, queues: list[str] | None = None) -> Iterator[Any]:
+def in_process_worker(settings: Any, queues: list[str] | None = None, batch_window_ms: float = 5) -> Iterator[Any]:
     """A real Celery worker in this process (solo pool) for the test service (or `queues`), consumer step included."""
     from celery.contrib.testing.worker import start_worker
     from celery.worker import state as worker_state
@@ -116,7 +116,7 @@ def in_process_worker(settings: Any, queues: list[str] | None = None) -> Iterato
 
     settings.EVENTS_RETRY_BACKOFF_SECONDS = 0.05
     settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS = 0.2
-    settings.EVENTS_CONSUMER_BATCH_WINDOW_MS = 5
+    settings.EVENTS_CONSUMER_BATCH_WINDOW_MS = batch_window_ms
     support.failures_left.clear()
     support.outages_left.clear()
     support.calls.clear()

@@ -201,3 +201,41 @@ def outage_handler(event: Event[OutageV1]) -> None:
         outages_left[event.data.key] -= 1
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # the server ends this very connection
+
+
+class StepV1(EventSchema):
+    n: int
+    mode: str = "ok"  # "exit": the handler ends its process
+    pause_ms: int = 0
+
+
+Step = event_type("tests", "Step", versions={"1.0": StepV1})
+
+
+@subscribe(Step, version="1.0", service="testsvc", ordered=True, max_attempts=3)
+def step_handler(event: Event[StepV1]) -> None:
+    """Ordered: records "<subject>:<n>" in the order it runs; fails while `failures_left` says so."""
+    import random
+
+    key = f"{event.subject}:{event.data.n}"
+    calls[key] += 1
+    if event.data.mode == "exit":
+        os._exit(1)
+    if failures_left[key] != 0:
+        if failures_left[key] > 0:
+            failures_left[key] -= 1
+        raise RuntimeError(f"step handler refuses {key}")
+    time.sleep(event.data.pause_ms / 1000 + random.random() / 1000)  # and shake the timing of the lanes
+    record("step", event, key)
+
+
+class LateV1(EventSchema):
+    n: int
+
+
+Late = event_type("tests", "Late", versions={"1.0": LateV1})
+
+
+@subscribe(Late, version="1.0", service="testsvc", ordered=True, max_age=timedelta(minutes=1))
+def late_ordered_handler(event: Event[LateV1]) -> None:
+    record("late-ordered", event, str(event.data.n))

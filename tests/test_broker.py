@@ -78,3 +78,19 @@ def test_a_run_that_cannot_administer_the_broker_stops_at_once_saying_how_to_fix
     assert "rabbitmq-plugins enable rabbitmq_management" in output
     assert "rabbitmqctl` is not on PATH" in output
     assert " passed" not in output and " failed" not in output
+
+
+@pytest.mark.parametrize("admin", ADMINS, ids=lambda a: a.name)
+def test_the_vhost_of_a_run_killed_before_its_cleanup_is_removed_by_the_next_run(admin: broker.Admin) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    abandoned, ours = f"test-p{gone.stdout.strip()}-{uuid.uuid4().hex[:8]}", f"test-p{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for vhost in (abandoned, ours):
+        admin.add_vhost(vhost)
+    try:
+        assert abandoned in broker.remove_abandoned_vhosts()
+        assert abandoned not in admin.vhosts()
+        assert ours in admin.vhosts()  # its process still runs
+    finally:
+        for vhost in (abandoned, ours):
+            if vhost in admin.vhosts():
+                admin.delete_vhost(vhost)

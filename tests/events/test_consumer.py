@@ -10,10 +10,10 @@ from kombu import Connection
 
 from events import Event, publish, subscribe
 from events.envelope import Envelope
-from events.models import DeadLetter, InboxEntry
+from events.models import DeadLetter, HandlerSkips, InboxEntry
 from notifications.models import Notification
 from tests import broker
-from tests.conftest import basic_get, raw_publish, relay_all
+from tests.conftest import basic_get, in_process_worker, raw_publish, relay_all
 from tests.support import Ping, Shipment, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,6 +120,8 @@ def test_a_handler_with_a_maximum_age_skips_older_events(worker: object, amqp: C
     wait_for(lambda: _handled("tick", "2"))
     assert not _handled("tick", "1")
     assert not DeadLetter.objects.exists()
+    skips = wait_for(lambda: HandlerSkips.objects.filter(handler="tests.support.tick_handler").first(), timeout=5)
+    assert (skips.late, skips.service, skips.last_event_id) == (1, "testsvc", old.event_id)
 
 
 def test_an_event_no_handler_here_wants_is_a_dead_letter_and_replays_once_a_handler_exists(
@@ -287,3 +289,12 @@ def test_what_the_broker_dead_letters_gets_a_dead_letter_with_the_reason(
     # The DLQ keeps its messages: the admin and the broker agree.
     assert amqp.default_channel.queue_declare("testsvc.events.dlq", passive=True).message_count == 3
     assert amqp.default_channel.queue_declare("testsvc.events.dlq.audit", passive=True).message_count == 0
+
+
+def test_a_batch_goes_as_soon_as_nothing_more_is_waiting_not_after_the_window(purge: None, settings: Any) -> None:
+    # A window of a minute: only the flush when the connection has nothing more to read can be this quick.
+    with in_process_worker(settings, batch_window_ms=60_000):
+        publish(Ping, {"text": "alone"}, version="1.0")
+        relay_all()
+
+        wait_for(lambda: _handled("ping-v1", "alone"), timeout=20, message="the event handled well before the window")

@@ -1,4 +1,6 @@
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -89,3 +91,39 @@ def test_publish_keeps_a_given_timestamp_in_utc() -> None:
     )
 
     assert StoredEvent.objects.get(pk=stored.pk).timestamp == datetime(2025, 7, 7, 14, 5, tzinfo=UTC)
+
+
+def test_publish_many_writes_every_event_in_order_in_one_statement(django_assert_max_num_queries: Any) -> None:
+    from events.publishing import Publication, publish_many
+
+    with django_assert_max_num_queries(3):  # the savepoint, the INSERT, its release
+        stored = publish_many(
+            Ping, [Publication({"text": f"n{n}"}, subject="many", sequence=n) for n in range(1, 6)], version="1.0"
+        )
+
+    rows = list(StoredEvent.objects.filter(subject="many").order_by("position"))
+    assert [row.sequence for row in rows] == [1, 2, 3, 4, 5]
+    assert [row.event_id for row in rows] == [s.event_id for s in stored]
+    assert all(row.body and json.loads(bytes(row.body))["data"] == row.data for row in rows)
+    assert len({row.metadata["traceparent"] for row in rows}) == 5
+
+
+def test_publish_many_checks_every_event_before_writing_any() -> None:
+    from events.publishing import Publication, publish_many
+
+    with pytest.raises(InvalidEventData):
+        publish_many(Ping, [Publication({"text": "fine"}), Publication({"txt": 1})], version="1.0")
+    assert not StoredEvent.objects.exists()
+
+
+def test_publish_many_with_a_sequence_already_in_the_log_writes_nothing() -> None:
+    from events.publishing import Publication, publish_many
+
+    publish(Ping, {"text": "first"}, version="1.0", subject="dup", sequence=2)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        publish_many(
+            Ping,
+            [Publication({"text": "a"}, subject="dup", sequence=1), Publication({"text": "b"}, subject="dup", sequence=2)],
+            version="1.0",
+        )
+    assert list(StoredEvent.objects.filter(subject="dup").values_list("sequence", flat=True)) == [2]

@@ -134,3 +134,59 @@ def test_a_message_py_amqp_cannot_encode_is_set_aside_by_the_publisher(amqp: Con
     assert list(unsendable) == [1] and "cannot be encoded as an AMQP message" in unsendable[1]
     acked, nacked = publisher.wait(0, timeout=10)
     assert (acked, nacked) == ([2], [])
+
+
+def test_the_body_stored_by_publish_is_what_the_relay_sends(amqp: Connection, purge: None) -> None:
+    stored = publish(Ping, {"text": "once"}, version="1.0", subject="ping-body", sequence=1)
+    stored.refresh_from_db()
+    assert bytes(stored.body) == stored.to_envelope().to_json()
+
+    relay_all()
+
+    [message] = _drain(amqp, "testsvc.events")
+    assert message.body.encode() == bytes(stored.body)  # py-amqp decodes a body with a content encoding
+    assert message.headers["ce-id"] == str(stored.event_id) and message.headers["ce-subject"] == "ping-body"
+
+
+def test_a_row_written_without_a_stored_body_is_encoded_by_the_relay(amqp: Connection, purge: None) -> None:
+    # Rows written before the body column existed, or by raw SQL around publish().
+    old = publish(Ping, {"text": "old"}, version="1.0")
+    StoredEvent.objects.filter(pk=old.pk).update(body=None)
+
+    relay_all()
+
+    [message] = _drain(amqp, "testsvc.events")
+    old.refresh_from_db()
+    assert message.body.encode() == old.to_envelope().to_json()
+    assert old.published_at is not None
+
+
+def test_a_transaction_that_commits_late_is_not_skipped(amqp: Connection, purge: None) -> None:
+    # A writer takes position 1 but commits after positions 2 and 3 were relayed.
+    later = [publish(Ping, {"text": f"later {n}"}, version="1.0") for n in range(2)]
+    relay_all()
+    assert len(_drain(amqp, "testsvc.events")) == 2
+    first = min(row.position for row in later) - 1
+    assert first > 0 and not StoredEvent.objects.filter(position=first).exists()
+    late = publish(Ping, {"text": "late"}, version="1.0")
+    StoredEvent.objects.filter(pk=late.pk).update(position=first)
+
+    assert relay_all() == 1
+
+    assert [json.loads(m.body)["data"]["text"] for m in _drain(amqp, "testsvc.events")] == ["late"]
+    assert StoredEvent.objects.get(position=first).published_at is not None
+
+
+def test_rows_of_a_subject_another_relay_holds_earlier_are_given_back(amqp: Connection, purge: None) -> None:
+    with transaction.atomic():
+        held = publish(Ping, {"text": "held a1"}, version="1.0", subject="agg-a", sequence=1)
+        publish(Ping, {"text": "a2"}, version="1.0", subject="agg-a", sequence=2)
+        publish(Ping, {"text": "b1"}, version="1.0", subject="agg-b", sequence=1)
+    # Another relay has the first event of agg-a in flight.
+    StoredEvent.objects.filter(pk=held.pk).update(claimed_by="other", claimed_until=datetime(2999, 1, 1, tzinfo=UTC))
+
+    assert relay_all() == 1
+
+    assert [json.loads(m.body)["data"]["text"] for m in _drain(amqp, "testsvc.events")] == ["b1"]
+    a2 = StoredEvent.objects.get(subject="agg-a", sequence=2)
+    assert a2.published_at is None and a2.claimed_by == "" and a2.claimed_until is None  # free for the other relay
