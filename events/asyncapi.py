@@ -4,7 +4,8 @@
 - a channel per event type: its routing key on the topic exchange `events` (AMQP binding
   `is: routingKey`), with a message per version whose payload is the envelope with `data` as that
   version's JSON Schema (from its pydantic model), and the AMQP headers the relay sends;
-- a channel per subscribing service: its queue `<service>.events` (AMQP binding `is: queue`);
+- a channel per subscribing service's queue: `<service>.events`, and `<service>.events.ordered`
+  for its ordered handlers (AMQP binding `is: queue`);
 - an operation `send` per event type (the service that declares it publishes it) and an
   operation `receive` per handler (its service, the version it asked for);
 - the converters between versions (`x-converters` on each event type's channel), which the
@@ -114,8 +115,8 @@ def _converters(event_type: EventType) -> list[dict[str, str]]:
     ]
 
 
-def _queue_channel_id(service: str) -> str:
-    return f"queue.{topology.event_queue_name(service)}"
+def _queue_name(service: str, ordered: bool) -> str:
+    return topology.ordered_queue_name(service) if ordered else topology.event_queue_name(service)
 
 
 def document() -> dict[str, Any]:
@@ -165,7 +166,16 @@ def document() -> dict[str, Any]:
             "x-latest-version": event_type.latest,
             "x-aliases": [f"{event_type.topic}.{alias}" for alias in event_type.aliases],
             "x-converters": _converters(event_type),
-            "x-subscribers": [{"service": s.service, "handler": s.name, "version": s.version} for s in subscribers],
+            "x-subscribers": [
+                {
+                    "service": s.service,
+                    "handler": s.name,
+                    "version": s.version,
+                    "queue": _queue_name(s.service, s.ordered),
+                    "ordered": s.ordered,
+                }
+                for s in subscribers
+            ],
         }
         operations[f"send.{event_type.routing_key}"] = {
             "action": "send",
@@ -180,39 +190,40 @@ def document() -> dict[str, Any]:
             "x-service": publisher_of(event_type),
         }
 
-    for service in sorted({s.service for s in handlers}):
-        mine = [s for s in handlers if s.service == service]
+    for service, ordered in sorted({(s.service, s.ordered) for s in handlers}):
+        mine = [s for s in handlers if s.service == service and s.ordered == ordered]
+        queue_name = _queue_name(service, ordered)
         queue_messages = {}
         for event_type in {id(s.event_type): s.event_type for s in mine}.values():
             for version in versions_of(event_type):
                 queue_messages[f"{event_type.name}.v{version}"] = {
                     "$ref": f"#/components/messages/{message_id(event_type, version)}"
                 }
-        channel_id = _queue_channel_id(service)
+        keys = topology.routing_keys(service, ordered=ordered)
+        channel_id = f"queue.{queue_name}"
+        how = (
+            "read by one consumer at a time (single active consumer); the handlers get each subject's events in order"
+            if ordered
+            else "its events become handler tasks on the task queue " + service
+        )
         channels[channel_id] = {
-            "address": topology.event_queue_name(service),
-            "title": f"{service}'s event queue",
+            "address": queue_name,
+            "title": f"{service}'s {'ordered ' if ordered else ''}event queue",
             "description": (
-                f"Bound to {topology.EVENTS} with {', '.join(topology.routing_keys(service))}; dead letters go to "
-                f"{topology.dead_letter_queue_name(service)} (exchange {topology.DLX}); handler tasks run on the task "
-                f"queue {service}."
+                f"Bound to {topology.EVENTS} with {', '.join(keys)}; {how}; dead letters go to "
+                f"{topology.dead_letter_queue_name(service)} (exchange {topology.DLX})."
             ),
             "messages": queue_messages,
             "bindings": {
                 "amqp": {
                     "is": "queue",
-                    "queue": {
-                        "name": topology.event_queue_name(service),
-                        "durable": True,
-                        "exclusive": False,
-                        "autoDelete": False,
-                        "vhost": "/",
-                    },
+                    "queue": {"name": queue_name, "durable": True, "exclusive": False, "autoDelete": False, "vhost": "/"},
                     "bindingVersion": AMQP_BINDING_VERSION,
                 }
             },
             "x-queue-type": settings.EVENTS_QUEUE_TYPE,
-            "x-routing-keys": topology.routing_keys(service),
+            "x-single-active-consumer": ordered,
+            "x-routing-keys": keys,
             "x-dead-letter-queue": topology.dead_letter_queue_name(service),
         }
         for subscription in mine:
@@ -224,6 +235,7 @@ def document() -> dict[str, Any]:
                 "description": (
                     f"The handler {subscription.name} gets version {subscription.version} whatever version was "
                     "published: the consumer converts it along the converters, or dead-letters it with the reason."
+                    + (" One subject's events one at a time, in the order they were committed." if ordered else "")
                 ),
                 "messages": [
                     {"$ref": f"#/channels/{channel_id}/messages/{event_type.name}.v{version}"}
@@ -233,6 +245,7 @@ def document() -> dict[str, Any]:
                 "x-service": service,
                 "x-handler": subscription.name,
                 "x-version": subscription.version,
+                "x-ordered": ordered,
             }
 
     return {

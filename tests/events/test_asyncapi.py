@@ -112,6 +112,14 @@ def test_the_document_describes_every_type_version_converter_publisher_and_handl
     assert charge["action"] == "receive" and charge["x-version"] == "2.2" and charge["x-service"] == "payments"
     assert charge["channel"] == {"$ref": "#/channels/queue.payments.events"}
 
+    # An ordered handler reads <service>.events.ordered, read by one consumer at a time.
+    ordered = [op for op in doc["operations"].values() if op["action"] == "receive" and op["x-ordered"]]
+    assert ordered, "the project has ordered handlers (analytics)"
+    for operation in ordered:
+        channel = resolve(doc, operation["channel"]["$ref"])
+        assert channel["address"].endswith(".events.ordered") and channel["x-single-active-consumer"] is True
+        assert channel["bindings"]["amqp"]["queue"]["name"] == channel["address"]
+
 
 def test_a_new_subscription_shows_up_in_the_document() -> None:
     def audit(event: Any) -> None:
@@ -123,7 +131,9 @@ def test_a_new_subscription_shows_up_in_the_document() -> None:
         doc = asyncapi.document()
         check_structure(doc)
         assert doc["operations"][f"receive.{name}"]["x-version"] == "2.0"
-        assert {"service": "testsvc", "handler": name, "version": "2.0"} in doc["channels"]["tests.Ping"]["x-subscribers"]
+        assert {"service": "testsvc", "handler": name, "version": "2.0", "queue": "testsvc.events", "ordered": False} in doc[
+            "channels"
+        ]["tests.Ping"]["x-subscribers"]
     finally:
         subscriptions.unregister(name)
     assert f"receive.{name}" not in asyncapi.document()["operations"]
