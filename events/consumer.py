@@ -126,13 +126,16 @@ class EventConsumer(ConsumerMixin):
         from events.envelope import decode_message
         from events.errors import EventError
         from events.handling import item
+        from events.observability import logs, metrics
 
+        logs.clear(service=service)
         routing_key = message.delivery_info.get("routing_key", "")
         # py-amqp hands over text when the producer named a content encoding.
         body = message.body.encode() if isinstance(message.body, str) else message.body
         envelope = None
         try:
             envelope = decode_message(body, message.content_type, message.headers)
+            logs.bind_event(envelope)
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
             matching = subscriptions.matching([service], event_type)
@@ -171,6 +174,7 @@ class EventConsumer(ConsumerMixin):
                 logger.info("%s skips %s: older than %s", subscription.name, envelope.event_id, subscription.max_age)
                 continue
             self._batches[subscription.name].append(item(envelope.with_data(data, subscription.version)))
+        metrics.consumed(service, envelope.event_type)
         self._unacked.append(message)
         self._buffered_bytes += len(body)
         if self._first_buffered_at is None:

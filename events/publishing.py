@@ -22,6 +22,7 @@ from events import tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
 from events.models import StoredEvent
+from events.observability import runs
 from events.registry import EventType
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def publish(
             data=payload,
             correlation_id=context.correlation_id,
             causation_id=context.causation_id or "",
-            metadata={"traceparent": context.traceparent},
+            metadata={"traceparent": context.traceparent, **runs.publisher()},
         )
         transaction.on_commit(nudge_relay)
     return stored

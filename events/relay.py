@@ -44,6 +44,7 @@ from kombu import Connection
 
 from events import topology
 from events.models import ENVELOPE_COLUMNS, StoredEvent, envelope_of
+from events.observability import logs, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class Relay:
         if acked:
             self.on_confirmed(acked)
             StoredEvent.objects.filter(position__in=acked).update(published_at=datetime.now(UTC), claimed_until=None)
+            metrics.relay_confirmed(acked)
 
     def _claim_and_send(self, publisher: ConfirmingPublisher) -> tuple[int, int]:
         """Lease a batch and publish it without waiting; returns (rows claimed, messages sent)."""
@@ -212,6 +214,7 @@ class Relay:
                 )
                 continue
             outgoing.append(Outgoing(row["position"], f"{row['topic']}.{row['event_type']}", body, properties))
+        metrics.relay_sent(outgoing)
         unsendable = publisher.send(outgoing)
         set_aside.update(unsendable)
         for position, reason in set_aside.items():
@@ -264,6 +267,7 @@ class Relay:
     # -- the loop
     def run(self) -> None:
         """Relay until `stop()`; survives broker and database outages."""
+        logs.clear(service="relay")
         wake = self._bind_wake_socket()
         retryable = outage_errors(Connection(self.broker_url))
         backoff = 0.5
