@@ -195,7 +195,18 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         ("Why", {"fields": ["reason", "traceback"]}),
         (
             "The event",
-            {"fields": ["event_link", "trace_link", "fingerprint", "source", "event_type", "event_version", "pretty_envelope", "traceparent"]},
+            {
+                "fields": [
+                    "event_link",
+                    "trace_link",
+                    "fingerprint",
+                    "source",
+                    "event_type",
+                    "event_version",
+                    "pretty_envelope",
+                    "traceparent",
+                ]
+            },
         ),
         ("The message", {"fields": ["routing_key", "content_type", "headers", "raw_body"]}),
     ]

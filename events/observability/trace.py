@@ -157,7 +157,7 @@ def seeds(query: str) -> tuple[list[StoredEvent], str, set[str]]:
         found = list(StoredEvent.objects.filter(Q(event_id=query) | Q(correlation_id=query))[:LIMIT])
         if found:
             return found, "event or correlation id", set()
-    found = list(StoredEvent.objects.filter(subject=query)[:LIMIT])
+    found = [] if query.startswith("user-") else list(StoredEvent.objects.filter(subject=query)[:LIMIT])
     if found:
         return found, f"subject {query}", {query}
     user = _user_subjects(query)
