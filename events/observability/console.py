@@ -82,6 +82,7 @@ def groups(status: str = DeadLetter.Status.OPEN) -> list[Group]:
         )
     types = (
         DeadLetter.objects.filter(status=status, fingerprint__in=[g.fingerprint for g in result])
+        .order_by()
         .values_list("fingerprint", "event_type")
         .distinct()
     )
@@ -102,7 +103,8 @@ def resolve(key: str) -> str:
     key = key.strip().lower()
     if len(key) < 6 or not re.fullmatch(r"[0-9a-f]+", key):
         raise UnknownGroup(f"{key!r} is not a group (give at least 6 hex characters of its key)")
-    found = set(DeadLetter.objects.filter(fingerprint__startswith=key).values_list("fingerprint", flat=True).distinct()[:2])
+    matching = DeadLetter.objects.filter(fingerprint__startswith=key).order_by()
+    found = set(matching.values_list("fingerprint", flat=True).distinct()[:2])
     if not found:
         raise UnknownGroup(f"no dead letters in a group {key!r}")
     if len(found) > 1:
