@@ -146,8 +146,7 @@ class ConsumersCheck(_Detailed, HealthCheck):
         missing = [service for service, n in counts.items() if not n]
         if missing:
             raise ServiceUnavailable(
-                "no consumer on " + ", ".join(f"{s}.events" for s in missing) + ": start the worker of "
-                + ", ".join(missing)
+                "no consumer on " + ", ".join(f"{s}.events" for s in missing) + ": start the worker of " + ", ".join(missing)
             )
 
 

@@ -28,9 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 logger = logging.getLogger(__name__)
 
-PUBLISHED = Counter(
-    "events_published", "Events the relay published, broker-confirmed", ["event_type", "topic"]
-)
+PUBLISHED = Counter("events_published", "Events the relay published, broker-confirmed", ["event_type", "topic"])
 CONSUMED = Counter(
     "events_consumed", "Events a service's consumer step read and queued for its handlers", ["event_type", "service"]
 )

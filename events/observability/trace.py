@@ -196,10 +196,7 @@ def find(query: str) -> Trace:
 
 def _subscribed(routing_key: str) -> list[subscriptions.Subscription]:
     return [
-        s
-        for service in settings.SERVICES
-        for s in subscriptions.for_service(service)
-        if routing_key in s.event_type.routing_keys
+        s for service in settings.SERVICES for s in subscriptions.for_service(service) if routing_key in s.event_type.routing_keys
     ]
 
 

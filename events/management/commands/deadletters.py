@@ -1,11 +1,11 @@
 """Dead letters grouped by cause, for scripts: list the groups, retry or archive one, retry one dead letter.
 
-    python manage.py deadletters                       # open groups: key, count, first/last seen, service, handler, error
-    python manage.py deadletters --status archived     # (or replayed)
-    python manage.py deadletters --json                # the same as JSON
-    python manage.py deadletters retry <group key>     # replay every open dead letter of the group
-    python manage.py deadletters retry --id <id>       # replay one dead letter
-    python manage.py deadletters archive <group key>   # set the group's open dead letters aside
+python manage.py deadletters                       # open groups: key, count, first/last seen, service, handler, error
+python manage.py deadletters --status archived     # (or replayed)
+python manage.py deadletters --json                # the same as JSON
+python manage.py deadletters retry <group key>     # replay every open dead letter of the group
+python manage.py deadletters retry --id <id>       # replay one dead letter
+python manage.py deadletters archive <group key>   # set the group's open dead letters aside
 """
 
 from __future__ import annotations

@@ -37,7 +37,12 @@ def flaky(key: str) -> Envelope:
     from datetime import UTC, datetime
 
     return Envelope(
-        event_type="Flaky", event_version="1.0", timestamp=datetime.now(UTC), event_id=f"id-{key}", source="tests", data={"key": key}
+        event_type="Flaky",
+        event_version="1.0",
+        timestamp=datetime.now(UTC),
+        event_id=f"id-{key}",
+        source="tests",
+        data={"key": key},
     )
 
 
@@ -74,9 +79,7 @@ def test_groups_count_first_and_last_seen(purge: None) -> None:
     assert groups[other.fingerprint].count == 1
 
 
-def test_retrying_a_group_from_the_admin_hands_each_event_to_its_handler_again(
-    staff: Client, settings: Any, purge: None
-) -> None:
+def test_retrying_a_group_from_the_admin_hands_each_event_to_its_handler_again(staff: Client, settings: Any, purge: None) -> None:
     letters = [dead(key, f"RuntimeError: flaky handler refuses {key}") for key in ("job-0001", "job-0002")]
     untouched = dead("job-0099", "ValueError: something else")
     url = reverse("admin:events_failedmessagegroup_changelist")

@@ -36,9 +36,7 @@ def value(text: str, series: str) -> float:
     return float(match.group(1))
 
 
-def test_published_consumed_handled_failed_and_dead_lettered_are_counted(
-    client: Client, worker: Any, settings: Any
-) -> None:
+def test_published_consumed_handled_failed_and_dead_lettered_are_counted(client: Client, worker: Any, settings: Any) -> None:
     ping = {"event_type": "Ping", "service": "testsvc"}
     flaky = {"event_type": "Flaky", "service": "testsvc", "handler": "tests.support.flaky_handler"}
     before = {
@@ -87,7 +85,9 @@ def test_the_relay_and_worker_processes_counters_are_added_up(
     shared.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     settings.PROMETHEUS_MULTIPROC_DIR = str(shared)
-    worker = processes("worker", "-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "2", "-n", "metrics@test", "-l", "INFO")
+    worker = processes(
+        "worker", "-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "2", "-n", "metrics@test", "-l", "INFO"
+    )
     wait_for(lambda: " ready." in worker.output() or worker.handle.poll() is not None, timeout=60, message="worker ready")
     processes("relay", "manage.py", "relay")
     for n in range(3):
