@@ -228,6 +228,9 @@ class EventConsumer(ConsumerMixin):
 
     def on_audit(self, service: str, message: Message) -> None:
         """A copy of something dead-lettered to `<service>.events.dlq`: record what the broker dead-lettered."""
+        from events.observability import logs
+
+        logs.clear(service=service)
         try:
             self._audit(service, message)
         except Exception:
@@ -271,7 +274,9 @@ class EventConsumer(ConsumerMixin):
         """Queue the buffered events as handler tasks, then ack their messages; a refused publish is tried again."""
         from events import subscriptions
         from events.handling import dispatch
+        from events.observability import logs
 
+        logs.clear(service=",".join(self.services))
         pending = dict(self._batches)
         failures = 0
         self._flushing = True

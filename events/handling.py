@@ -330,6 +330,7 @@ def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
         _redeliver(handler, [_fresh(entry) for entry in rest], service)
         counts["handed on"] += len(rest)
     for failure in failures:
+        logs.bind_event(failure.envelope)
         outcome = _on_failure(subscription, handler, service, failure)
         runs.failed(handler, service, failure, outcome)
         counts[outcome] += 1

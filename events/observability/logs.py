@@ -13,7 +13,7 @@ own values.
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
@@ -24,24 +24,34 @@ _process: dict[str, str] = {}
 FIELDS = ("eventId", "correlationId", "service", "handler")
 
 
-def bind(**values: Any) -> None:
-    """Set context for the records that follow in this thread or task (`None` clears a key)."""
+def bind(**values: Any) -> Token:
+    """Set context for the records that follow in this thread or task (`None` clears a key).
+
+    Returns a token: `reset(token)` restores the context as it was before.
+    """
     current = dict(_bound.get() or {})
     for key, value in values.items():
         if value is None:
             current.pop(key, None)
         else:
             current[key] = str(value)
-    _bound.set(current)
+    return _bound.set(current)
 
 
-def bind_event(envelope: Any, **values: Any) -> None:
+def bind_event(envelope: Any, **values: Any) -> Token:
     """Bind an event's id and correlation id (and any other `values`)."""
-    bind(
+    return bind(
         eventId=getattr(envelope, "event_id", None),
         correlationId=getattr(envelope, "correlation_id", None) or getattr(envelope, "event_id", None),
         **values,
     )
+
+
+def reset(token: Token) -> None:
+    try:
+        _bound.reset(token)
+    except ValueError:  # set in another context: leave the context as it is
+        pass
 
 
 def clear(**values: Any) -> None:

@@ -59,7 +59,7 @@ def _write_durations(done: list[tuple[Any, float]]) -> None:
 @contextmanager
 def timed(subscription: Any, envelope: Any, inbox: Any) -> Iterator[None]:
     """Around one handler run."""
-    logs.bind_event(envelope, service=subscription.service, handler=subscription.name)
+    log_context = logs.bind_event(envelope, service=subscription.service, handler=subscription.name)
     service = _service.set(subscription.service)
     started = datetime.now(UTC)
     start = time.perf_counter()
@@ -69,6 +69,7 @@ def timed(subscription: Any, envelope: Any, inbox: Any) -> Iterator[None]:
         ok = True
     finally:
         _service.reset(service)
+        logs.reset(log_context)
         seconds = time.perf_counter() - start
         metrics.handler_ran(subscription.service, subscription.name, envelope.event_type, seconds, ok)
         if ok:
@@ -97,7 +98,6 @@ def failed(handler: str, service: str, failure: Any, outcome: str) -> None:
     envelope = failure.envelope
     started, ms = _failed.pop((handler, envelope.source, envelope.event_id), (None, None))
     try:
-        logs.bind_event(envelope, service=service, handler=handler)
         HandlerFailure.objects.create(
             started_at=started,
             duration_ms=None if ms is None else round(ms, 3),
