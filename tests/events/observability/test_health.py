@@ -11,7 +11,7 @@ from django.test import Client
 from events import publish
 from events.models import DeadLetter
 from tests.conftest import in_process_worker
-from tests.support import Ping
+from tests.support import Ping, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,8 @@ def test_all_up_is_200_and_reports_every_part(client: Client, settings: Any, pur
     settings.EVENTS_HEALTH_SERVICES = ["testsvc"]
     DeadLetter.objects.create(stage=DeadLetter.Stage.CONSUMER, service="testsvc", reason="not JSON")
     with in_process_worker(settings):
-        status, body = health(client)
+        # The worker's consumer step subscribes just after the worker is up.
+        status, body = wait_for(lambda: (answer := health(client))[0] == 200 and answer, message="200") or (0, {})
 
     assert status == 200 and body["status"] == "ok" and body["failing"] == []
     checks = body["checks"]

@@ -30,11 +30,14 @@ def json_lines(worker: Any) -> Iterator[io.StringIO]:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(EventContextFilter())
     root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # the in-process worker sets WARNING
     root.addHandler(handler)
     try:
         yield stream
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def records(stream: io.StringIO) -> list[dict[str, Any]]:
