@@ -22,10 +22,10 @@ print('\n'.join(p['dependencies'] + [r for r in p['optional-dependencies']['dev'
     && rm /tmp/requirements.txt
 
 # The code stays root-owned; the app user may write only db/ (SQLite when DATABASE_URL is
-# unset) and staticfiles/.
+# unset; db/metrics, the processes' shared metrics) and staticfiles/.
 RUN groupadd --gid 1000 app && useradd --uid 1000 --gid 1000 --create-home app
 COPY . .
-RUN mkdir -p db staticfiles && chown 1000:1000 db staticfiles
+RUN mkdir -p db/metrics staticfiles && chown -R 1000:1000 db staticfiles
 USER 1000:1000
 
 # Static files are served by whitenoise; this key exists only for this build step.

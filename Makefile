@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+METRICS_DIR ?= $(CURDIR)/db/metrics
+# `make run EXCEPT=worker_notifications` starts every process of the Procfile but those named.
+EXCEPT ?=
 
 .PHONY: install run test test-postgres bench topology lint clean
 
@@ -21,7 +24,11 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo_setup
 	$(BIN)/python manage.py demo_catalogue
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	@# Every process writes its metrics here for /metrics to add up; wiped at each start.
+	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
+	PROMETHEUS_MULTIPROC_DIR="$(METRICS_DIR)" CELERY_TASK_EVENTS=$${CELERY_TASK_EVENTS:-True} \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start \
+		$(if $(EXCEPT),$$(grep -oE '^[a-z_]+' Procfile | grep -vxF $(foreach p,$(EXCEPT),-e $(p))))
 
 test: $(STAMP)
 	$(BIN)/pytest

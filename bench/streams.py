@@ -168,9 +168,16 @@ class Sampler:
     def _run(self) -> None:
         from kombu import Connection
 
+        from events import subscriptions, topology
+
+        # Its event queue, its ordered queue if it has ordered handlers, and its task queue.
+        queues = {
+            s: [topology.event_queue_name(s), s, *([topology.ordered_queue_name(s)] if subscriptions.has_ordered(s) else [])]
+            for s in CONSUMERS
+        }
         with Connection(self.broker_url) as connection:
             while not self.stop.is_set():
-                depth = {s: message_count(connection, f"{s}.events") + message_count(connection, s) for s in CONSUMERS}
+                depth = {s: sum(message_count(connection, q) for q in names) for s, names in queues.items()}
                 self.samples.append((time.monotonic(), depth))
                 self.stop.wait(0.25)
 

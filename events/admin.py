@@ -19,6 +19,8 @@ from events import subscriptions
 from events.deadletters import NotReplayable, dead_letter_replay
 from events.errors import EventError
 from events.models import DeadLetter, HandlerSkips, InboxEntry, StoredEvent
+from events.observability import admin as observability_admin  # noqa: F401 - the trace view and the failed-message console
+from events.observability import console
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -77,9 +79,14 @@ class StoredEventAdmin(ReadOnlyAdmin):
             },
         ),
         ("Relay", {"fields": ["published_at", "rejected_reason", "claimed_by", "claimed_until"]}),
-        ("Trace", {"fields": ["correlation_id", "causation_id", "metadata"]}),
+        ("Trace", {"fields": ["trace_link", "correlation_id", "causation_id", "metadata"]}),
     ]
-    readonly_fields = ["type_and_version", "pretty_data", "handlers", "dead_letters"]
+    readonly_fields = ["type_and_version", "pretty_data", "handlers", "dead_letters", "trace_link"]
+
+    @admin.display(description="whole flow")
+    def trace_link(self, event: StoredEvent) -> SafeString:
+        url = reverse("admin:events_trace_changelist")
+        return format_html("<a href='{}?q={}'>trace this event's flow</a>", url, event.event_id)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, {"title": "Event log", **(extra_context or {})})
@@ -170,7 +177,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
 @admin.register(InboxEntry)
 class InboxEntryAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "handler", "event_type", "processed_at"]
+    list_display = ["event_id", "handler", "event_type", "processed_at", "attempt", "duration_ms"]
     list_filter = ["handler", "event_type"]
     search_fields = ["=event_id"]
 
@@ -188,14 +195,40 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "status", "stage", "service", "handler", "event_type", "event_id", "attempts", "short_reason"]
     list_filter = ["status", "stage", "service", "handler", "event_type"]
     search_fields = ["=event_id", "=source", "reason"]
-    actions = ["replay"]
+    actions = ["replay", "archive"]
     fieldsets = [
-        (None, {"fields": ["created_at", "status", "replayed_at", "stage", "service", "handler", "attempts"]}),
+        (None, {"fields": ["created_at", "status", "replayed_at", "archived_at", "stage", "service", "handler", "attempts"]}),
         ("Why", {"fields": ["reason", "traceback"]}),
-        ("The event", {"fields": ["event_link", "source", "event_type", "event_version", "pretty_envelope", "traceparent"]}),
+        (
+            "The event",
+            {
+                "fields": [
+                    "event_link",
+                    "trace_link",
+                    "fingerprint",
+                    "source",
+                    "event_type",
+                    "event_version",
+                    "pretty_envelope",
+                    "traceparent",
+                ]
+            },
+        ),
         ("The message", {"fields": ["routing_key", "content_type", "headers", "raw_body"]}),
     ]
-    readonly_fields = ["event_link", "pretty_envelope"]
+    readonly_fields = ["event_link", "trace_link", "pretty_envelope"]
+
+    @admin.display(description="whole flow")
+    def trace_link(self, letter: DeadLetter) -> SafeString | str:
+        if not letter.event_id:
+            return "-"
+        return format_html("<a href='{}?q={}'>trace</a>", reverse("admin:events_trace_changelist"), letter.event_id)
+
+    @admin.action(description="Archive (set aside, no longer open)", permissions=["replay"])
+    def archive(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        for dead_letter in queryset:
+            console.dead_letter_archive(dead_letter=dead_letter)
+        self.message_user(request, f"{len(queryset)} dead letter(s) archived.", messages.SUCCESS)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         title = "Dead letters: events that could not be handled (read-only: inspect, replay)"

@@ -197,13 +197,16 @@ class EventConsumer(ConsumerMixin):
         from events import deadletters, registry, subscriptions
         from events.envelope import decode_message
         from events.errors import EventError
+        from events.observability import logs, metrics
 
+        logs.clear(service=service)
         routing_key = message.delivery_info.get("routing_key", "")
         # py-amqp hands over text when the producer named a content encoding.
         body = message.body.encode() if isinstance(message.body, str) else message.body
         envelope = None
         try:
             envelope = telemetry.continued(decode_message(body, message.content_type, message.headers))
+            logs.bind_event(envelope)
             event_type = registry.get(envelope.event_type)
             event_type.validate(envelope.data, envelope.event_version)
             matching = subscriptions.matching([service], event_type, ordered=ordered)
@@ -248,6 +251,7 @@ class EventConsumer(ConsumerMixin):
                 self._skips[subscription.name] = (service, late + 1, envelope.event_id)
                 continue
             handlers.append((subscription, envelope.with_data(data, subscription.version)))
+        metrics.consumed(service, envelope.event_type)
         return envelope, handlers
 
     # -- ordered handlers
@@ -367,6 +371,9 @@ class EventConsumer(ConsumerMixin):
 
     def on_audit(self, service: str, message: Message) -> None:
         """A copy of something dead-lettered to `<service>.events.dlq`: record what the broker dead-lettered."""
+        from events.observability import logs
+
+        logs.clear(service=service)
         try:
             self._audit(service, message)
         except Exception:
@@ -411,7 +418,9 @@ class EventConsumer(ConsumerMixin):
         """Queue the buffered events as handler tasks, then ack their messages; a refused publish is tried again."""
         from events import subscriptions
         from events.handling import dispatch
+        from events.observability import logs
 
+        logs.clear(service=",".join(self.services))
         pending = dict(self._batches)
         failures = 0
         self._flushing = True

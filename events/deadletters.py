@@ -30,6 +30,7 @@ from django.db.models.functions import Greatest
 from events import topology
 from events.envelope import Envelope
 from events.models import DeadLetter
+from events.observability import console, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ def record_unreadable(
     stage: str = DeadLetter.Stage.CONSUMER,
 ) -> DeadLetter:
     """Store a message that could not be used as it came; whatever it holds, the row can be stored."""
-    return DeadLetter.objects.create(
+    letter = DeadLetter.objects.create(
+        fingerprint=console.fingerprint(service=service, handler=handler, stage=stage, reason=reason),
         stage=stage,
         service=_short(service, 100),
         handler=_short(handler, 300),
@@ -145,6 +147,8 @@ def record_unreadable(
         headers=_clean(_jsonable_headers(headers)),
         routing_key=_short(routing_key, 300),
     )
+    metrics.dead_lettered(letter.service, letter.event_type, stage)
+    return letter
 
 
 def record_handler_failure(*, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int) -> DeadLetter:
@@ -161,6 +165,7 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
     try:
         with transaction.atomic():
             dead = DeadLetter.objects.create(
+                fingerprint=console.fingerprint(service=service, handler=handler, stage=DeadLetter.Stage.HANDLER, reason=reason),
                 stage=DeadLetter.Stage.HANDLER,
                 service=_short(service, 100),
                 handler=_short(handler, 300),
@@ -172,8 +177,14 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
             )
     except IntegrityError:
         # The event came back after it was dead-lettered (a duplicate delivery): its copy is in the DLQ already.
-        open_letter.update(reason=_clean(reason), traceback=_clean(tb), attempts=Greatest("attempts", attempts))
+        open_letter.update(
+            reason=_clean(reason),
+            traceback=_clean(tb),
+            attempts=Greatest("attempts", attempts),
+            fingerprint=console.fingerprint(service=service, handler=handler, stage=DeadLetter.Stage.HANDLER, reason=reason),
+        )
         return open_letter.get()
+    metrics.dead_lettered(dead.service, dead.event_type, DeadLetter.Stage.HANDLER)
     try:
         _publish_to_dlq(service, envelope, reason, handler)
     except Exception:

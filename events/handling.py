@@ -56,6 +56,7 @@ from django.db import (
 from events import deadletters, subscriptions, telemetry, tracing
 from events.envelope import Envelope
 from events.models import InboxEntry
+from events.observability import logs, runs
 from events.subscriptions import Event, Subscription
 from events.topology import task_queue
 
@@ -72,21 +73,26 @@ def max_attempts(subscription: Subscription) -> int:
     return subscription.max_attempts or settings.EVENTS_HANDLER_MAX_ATTEMPTS
 
 
-def run_once(subscription: Subscription, envelope: Envelope) -> bool:
+def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1) -> bool:
     """Run the handler unless it already ran for this event. True if it ran now."""
     data = subscription.event_type.validate(envelope.data, envelope.event_version)
     with transaction.atomic():
         try:
             with transaction.atomic():
-                InboxEntry.objects.create(
+                inbox = InboxEntry.objects.create(
                     source=envelope.source,
                     event_id=envelope.event_id,
                     handler=subscription.name,
                     event_type=envelope.event_type,
+                    attempt=attempt,
                 )
         except IntegrityError:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
-        with tracing.handling(envelope), telemetry.processing(subscription.name, envelope, subscription.event_type.routing_key):
+        with (
+            tracing.handling(envelope),
+            telemetry.processing(subscription.name, envelope, subscription.event_type.routing_key),
+            runs.timed(subscription, envelope, inbox),
+        ):
             subscription(Event(envelope=envelope, data=data))
         if transaction.get_rollback():
             raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
@@ -167,6 +173,7 @@ def connection_lost(exc: BaseException) -> bool:
 def handle_events(self: Task, handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
     # As around a request: a broken or expired connection is replaced, a healthy one reused.
     close_old_connections()
+    logs.clear(service=service, handler=handler)
     try:
         if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
             return _came_back(handler, items, service)
@@ -327,7 +334,10 @@ def _handle_events(handler: str, items: Any, service: str) -> dict[str, int]:
         _redeliver(handler, [_fresh(entry) for entry in rest], service)
         counts["handed on"] += len(rest)
     for failure in failures:
-        counts[_on_failure(subscription, handler, service, failure)] += 1
+        logs.bind_event(failure.envelope)
+        outcome = _on_failure(subscription, handler, service, failure)
+        runs.failed(handler, service, failure, outcome)
+        counts[outcome] += 1
     return dict(counts)
 
 
@@ -339,12 +349,12 @@ def _handle_batch(
     failures: list[Failure] = []
     deadline = time.monotonic() + time_budget()
     try:
-        with transaction.atomic():
+        with transaction.atomic(), runs.batch():
             for index, (envelope, attempt) in enumerate(batch):
                 if index and time.monotonic() > deadline:
                     return counts, failures, items[index:]
                 try:
-                    counts["handled" if run_once(subscription, envelope) else "duplicates"] += 1
+                    counts["handled" if run_once(subscription, envelope, attempt) else "duplicates"] += 1
                 except Exception as exc:
                     if connection_lost(exc):
                         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc

@@ -117,6 +117,9 @@ class InboxEntry(models.Model):
     handler = models.CharField(max_length=300)
     event_type = models.CharField(max_length=100, blank=True, default="")
     processed_at = models.DateTimeField(auto_now_add=True)
+    # The attempt that succeeded, and how long the handler ran (written once per handler task, for its batch).
+    attempt = models.PositiveIntegerField(default=1)
+    duration_ms = models.FloatField(null=True, blank=True)
 
     class Meta:
         verbose_name = "inbox entry"
@@ -133,6 +136,7 @@ class DeadLetter(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "open"
         REPLAYED = "replayed", "replayed"
+        ARCHIVED = "archived", "archived"
 
     class Stage(models.TextChoices):
         CONSUMER = "consumer", "consumer (unreadable or unconvertible)"
@@ -158,6 +162,9 @@ class DeadLetter(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     routing_key = models.CharField(max_length=300, blank=True, default="")
     replayed_at = models.DateTimeField(null=True, blank=True)
+    # Groups dead letters of one cause: service, handler, stage and the error with its variable parts masked.
+    fingerprint = models.CharField(max_length=40, blank=True, default="", db_index=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -214,3 +221,53 @@ class UnfinishedRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} {self.event_id}: {self.starts} starts"
+
+
+class HandlerFailure(models.Model):
+    """One failed attempt of a handler on an event, and what became of it (retried or dead-lettered).
+
+    Written once per failed attempt, after the handler's transaction rolled back: the trace view
+    shows each retry with its error. Successful attempts leave no row here (their inbox row says it).
+    """
+
+    class Outcome(models.TextChoices):
+        RETRIED = "retried", "retried"
+        DEAD = "dead", "dead-lettered"
+        OTHER = "other", "sent again"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    service = models.CharField(max_length=100)
+    handler = models.CharField(max_length=300)
+    event_id = models.CharField(max_length=200, db_index=True)
+    source = models.CharField(max_length=200, blank=True, default="")
+    event_type = models.CharField(max_length=100, blank=True, default="")
+    attempt = models.PositiveIntegerField()
+    error = models.TextField()
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "handler failure"
+
+    def __str__(self) -> str:
+        return f"{self.handler} on {self.event_id}, attempt {self.attempt}: {self.error[:60]}"
+
+
+class Trace(StoredEvent):
+    """The admin's trace view (no table of its own): one flow of events, by causation."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "trace"
+        verbose_name_plural = "trace: what happened to …"
+
+
+class FailedMessageGroup(DeadLetter):
+    """The admin's failed-message console (no table of its own): open dead letters grouped by cause."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "failed-message group"
+        verbose_name_plural = "failed messages (grouped)"

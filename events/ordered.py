@@ -45,9 +45,10 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import F
 
-from events import deadletters
+from events import deadletters, handling
 from events.envelope import Envelope
 from events.handling import BatchAborted, DatabaseUnavailable, backoff_seconds, connection_lost, max_attempts, run_once
+from events.observability import logs, runs
 from events.subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
     (committed), and the failure that stopped the batch, if any. With `recorded_start`, the record of
     the (one) message's start goes in the same transaction as its handling."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(), runs.batch():
             if recorded_start:
                 _finished(batch[0])
             for index, work in enumerate(batch):
@@ -94,7 +95,7 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
                     if subscription.name in work.given_up:
                         continue
                     try:
-                        run_once(subscription, envelope)
+                        run_once(subscription, envelope, work.attempts.get(subscription.name, 0) + 1)
                     except Exception as exc:
                         if connection_lost(exc):
                             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -283,10 +284,20 @@ class Lanes:
         self.done.put(work)
 
     def _failed(self, work: Work, failure: Failure) -> None:
+        envelope = next(env for sub, env in work.handlers if sub.name == failure.subscription.name)
+        token = logs.bind_event(envelope, service=work.service, handler=failure.subscription.name)
+        try:
+            self._retry_or_give_up(work, failure)
+        finally:
+            logs.reset(token)
+
+    def _retry_or_give_up(self, work: Work, failure: Failure) -> None:
         subscription = failure.subscription
         attempt = work.attempts[subscription.name] = work.attempts.get(subscription.name, 0) + 1
         envelope = next(env for sub, env in work.handlers if sub.name == subscription.name)
+        attempted = handling.Failure(envelope, attempt, failure.reason, failure.traceback)
         if attempt < max_attempts(subscription):
+            runs.failed(subscription.name, work.service, attempted, "retried")
             delay = backoff_seconds(attempt)
             logger.warning(
                 "%s failed on %s (attempt %d), trying again in %.1fs; its lane waits: %s",
@@ -314,5 +325,6 @@ class Lanes:
                 close_old_connections()
                 self._wait(1.0)
                 continue
+            runs.failed(subscription.name, work.service, attempted, "dead")
             work.given_up.add(subscription.name)
             return

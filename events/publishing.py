@@ -24,6 +24,7 @@ from events import tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
 from events.models import StoredEvent, envelope_of
+from events.observability import runs
 from events.registry import EventType
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def _columns(
         "data": payload,
         "correlation_id": context.correlation_id,
         "causation_id": context.causation_id or "",
-        "metadata": {"traceparent": context.traceparent},
+        "metadata": {"traceparent": context.traceparent, **runs.publisher()},
     }
 
 

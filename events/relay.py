@@ -46,6 +46,7 @@ from kombu import Connection
 from events import telemetry, topology
 from events.frames import encode_publish
 from events.models import StoredEvent, envelope_of
+from events.observability import logs, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,7 @@ class Relay:
         if acked:
             self.on_confirmed(acked)
             self._mark_published(acked)
+            metrics.relay_confirmed(acked)
 
     def _claim_and_send(self, publisher: ConfirmingPublisher) -> tuple[int, int]:
         """Lease a batch and publish it without waiting; returns (rows claimed, messages sent)."""
@@ -393,6 +395,7 @@ class Relay:
                 )
                 continue
             outgoing.append(message)
+        metrics.relay_sent(outgoing)
         unsendable = publisher.send(outgoing)
         set_aside.update(unsendable)
         spans.end(set_aside)
@@ -453,6 +456,7 @@ class Relay:
     # -- the loop
     def run(self) -> None:
         """Relay until `stop()`; survives broker and database outages."""
+        logs.clear(service="relay")
         wake = self._bind_wake_socket()
         retryable = outage_errors(Connection(self.broker_url))
         backoff = 0.5

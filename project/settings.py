@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "ninja",  # serves the API docs' assets locally
+    "health_check",  # /health/ (events/observability/health.py); its status page's template
     "events",
     "notifications",
     "orders",
@@ -193,6 +194,16 @@ EVENTS_RETRY_BACKOFF_SECONDS = env.float("EVENTS_RETRY_BACKOFF_SECONDS", default
 # Must stay well under RabbitMQ's consumer_timeout (30 min by default).
 EVENTS_RETRY_BACKOFF_MAX_SECONDS = env.float("EVENTS_RETRY_BACKOFF_MAX_SECONDS", default=600.0)
 
+# --- Observability (events/observability/). /health/ fails when the oldest unpublished event is
+# older than this, or when a service in EVENTS_HEALTH_SERVICES has no consumer on its event queue.
+EVENTS_HEALTH_MAX_RELAY_LAG_SECONDS = env.float("EVENTS_HEALTH_MAX_RELAY_LAG_SECONDS", default=60.0)
+EVENTS_HEALTH_SERVICES = env.list("EVENTS_HEALTH_SERVICES", default=SERVICES)
+# Seconds each broker probe of /health/ may take.
+EVENTS_HEALTH_TIMEOUT_SECONDS = env.float("EVENTS_HEALTH_TIMEOUT_SECONDS", default=2.0)
+# Where every process writes its metrics for /metrics to add up (prometheus-client's multiprocess
+# mode; prometheus-client reads the variable itself). Empty: each process counts in its own memory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+
 # --- Celery (namespace CELERY_). JSON only, everywhere.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@localhost:5672//")
 CELERY_RESULT_BACKEND = None
@@ -232,11 +243,24 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # One handler, on the root logger, for every process (Celery's workers and beat use it too, see
 # project/celery.py). The "django" logger is named so that Django's default handlers on it are
 # replaced: left alone, each of its records would print twice, once plain and once here.
+# Every record carries eventId, correlationId, service and handler (empty where none applies); with
+# LOG_FORMAT=json each is one JSON object per line (events/observability/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "events.observability.logs.JsonFormatter"},
+    },
+    "filters": {"event_context": {"()": "events.observability.logs.EventContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["event_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django": {"handlers": [], "level": "INFO"},

@@ -1,0 +1,128 @@
+"""What each handler run leaves for the trace view, at little cost on the hot path.
+
+- A successful run: its inbox row (written anyway) carries the attempt number; how long the
+  handler ran is written for the whole batch of a handler task in one `UPDATE … FROM` a `VALUES`
+  list at its end, inside its transaction (`batch()`): one statement per task (per 400 events), not
+  one per event.
+- A failed attempt: one `HandlerFailure` row (when, how long, the error, retried or
+  dead-lettered), written after the handler's transaction rolled back. Failing to write it is
+  logged and changes nothing else.
+- Every run, successful or not, counts in the metrics and the handler latency histogram.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+
+from events.observability import logs, metrics
+
+logger = logging.getLogger(__name__)
+
+_service: ContextVar[str | None] = ContextVar("events_handler_service", default=None)
+_batch: ContextVar[list[tuple[Any, float]] | None] = ContextVar("events_handler_batch", default=None)
+# Timing of failed runs, until their outcome is known: (handler, source, eventId) -> (started, ms).
+_failed: dict[tuple[str, str, str], tuple[datetime, float]] = {}
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Around a handler task's transaction: at its end, write the durations of the runs that succeeded."""
+    token = _batch.set([])
+    try:
+        yield
+        _write_durations(_batch.get() or [])
+    finally:
+        _batch.reset(token)
+
+
+def _write_durations(done: list[tuple[Any, float]]) -> None:
+    if not done or transaction.get_rollback():
+        return
+    try:
+        with transaction.atomic():  # a savepoint: a failure here cannot spoil the batch
+            for start in range(0, len(done), 400):
+                _update_durations([(entry.pk, round(ms, 3)) for entry, ms in done[start : start + 400]])
+    except Exception:
+        logger.warning("could not record how long %d handler runs took", len(done), exc_info=True)
+
+
+def _update_durations(rows: list[tuple[int, float]]) -> None:
+    """One `UPDATE … FROM` a `VALUES` list for the rows (PostgreSQL, and SQLite from 3.33): the ORM's `bulk_update`
+    writes a CASE with a branch per row, which costs more than the handlers it measures."""
+    from django.db import connection
+
+    from events.models import InboxEntry
+
+    quote = connection.ops.quote_name
+    integer, real = ("bigint", "double precision") if connection.vendor == "postgresql" else ("INTEGER", "REAL")
+    values = ", ".join([f"(CAST(%s AS {integer}), CAST(%s AS {real}))"] * len(rows))
+    table = quote(InboxEntry._meta.db_table)
+    sql = f"WITH v(id, ms) AS (VALUES {values}) UPDATE {table} SET {quote('duration_ms')} = v.ms FROM v WHERE {table}.id = v.id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
+
+
+@contextmanager
+def timed(subscription: Any, envelope: Any, inbox: Any) -> Iterator[None]:
+    """Around one handler run."""
+    log_context = logs.bind_event(envelope, service=subscription.service, handler=subscription.name)
+    service = _service.set(subscription.service)
+    started = datetime.now(UTC)
+    start = time.perf_counter()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _service.reset(service)
+        logs.reset(log_context)
+        seconds = time.perf_counter() - start
+        metrics.handler_ran(subscription.service, subscription.name, envelope.event_type, seconds, ok)
+        if ok:
+            done = _batch.get()
+            if done is not None:
+                done.append((inbox, seconds * 1000))
+        else:
+            if len(_failed) > 10_000:
+                _failed.clear()
+            _failed[(subscription.name, envelope.source, envelope.event_id)] = (started, seconds * 1000)
+
+
+def publisher() -> dict[str, str]:
+    """Metadata of an event published now: the service whose handler is running, if one is."""
+    service = _service.get()
+    return {"service": service} if service else {}
+
+
+OUTCOMES = {"retried": "retried", "dead": "dead"}
+
+
+def failed(handler: str, service: str, failure: Any, outcome: str) -> None:
+    """A failed attempt and what became of it (`retried`, `dead`, or sent again for another reason)."""
+    from events.models import HandlerFailure
+
+    envelope = failure.envelope
+    started, ms = _failed.pop((handler, envelope.source, envelope.event_id), (None, None))
+    try:
+        HandlerFailure.objects.create(
+            started_at=started,
+            duration_ms=None if ms is None else round(ms, 3),
+            service=service[:100],
+            handler=handler[:300],
+            event_id=envelope.event_id[:200],
+            source=envelope.source[:200],
+            event_type=envelope.event_type[:100],
+            attempt=failure.attempt,
+            error=failure.reason.replace("\x00", "\\u0000"),
+            outcome=OUTCOMES.get(outcome, "other"),
+        )
+    except Exception:
+        logger.warning("could not record the failed attempt %d of %s", failure.attempt, handler, exc_info=True)
