@@ -42,6 +42,7 @@ from django.db import Error as DatabaseError
 from django.db import close_old_connections, transaction
 from django.db import connection as db_connection
 from kombu import Connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from events import topology
 from events.frames import encode_publish
@@ -60,7 +61,15 @@ class ConfirmTimeout(Exception):
 
 def outage_errors(connection: Connection) -> tuple[type[BaseException], ...]:
     """Errors that mean the broker or the database is unavailable: wait and try again."""
-    return (DatabaseError, ConfirmTimeout, OSError, *connection.connection_errors, *connection.channel_errors)
+    # kombu reports a connection it could not make (refused, timed out) as its own OperationalError.
+    return (
+        DatabaseError,
+        ConfirmTimeout,
+        OSError,
+        KombuOperationalError,
+        *connection.connection_errors,
+        *connection.channel_errors,
+    )
 
 
 @dataclass(frozen=True)
