@@ -1131,9 +1131,7 @@ def main() -> int:
             if "h" in PHASES:
                 log(f"(h) the relay with {HISTORY_ROWS:,} published rows in the log ...")
                 results["figures"]["h"] = measure_history(broker_url, N, HISTORY_ROWS)
-            add_worker_stats(results["figures"], workdir)
-            if "latency" in results["figures"]:
-                add_hops(results["figures"]["latency"], workdir)
+
         except (Exception, KeyboardInterrupt) as exc:
             failed = True
             results["error"] = f"{type(exc).__name__}: {exc}"
@@ -1143,6 +1141,13 @@ def main() -> int:
                 if tail:
                     print(f"--- last lines of {name}.log ---\n{tail}", file=sys.stderr)
         finally:
+            processes.stop_all()  # the relay and the workers write their counts and hops as they stop
+            try:
+                add_worker_stats(results["figures"], workdir)
+                if "latency" in results["figures"]:
+                    add_hops(results["figures"]["latency"], workdir)
+            except Exception as exc:  # a failed run still reports what it measured
+                log(f"could not read the workers' counts or hops: {type(exc).__name__}: {exc}")
             results["finished_at"] = datetime.now(UTC).isoformat()
             results["machine"]["load_average_at_end"] = os.getloadavg()
             if results["machine"]:
