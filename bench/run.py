@@ -726,12 +726,11 @@ def measure_backlog(n: int, processes: Processes) -> dict[str, Any]:
     }
 
 
-def measure_scaling(n: int, processes: Processes, env: dict[str, str]) -> list[dict[str, Any]]:
+def measure_scaling(n: int, processes: Processes, env: dict[str, str], curve: list[dict[str, Any]]) -> None:
     """(s) events/s end to end with 1, 2, 4 worker processes for the one service, and 1 or 2 relays (PostgreSQL)."""
     from django.db import connection
 
     relays_tried = (1, 2) if connection.vendor == "postgresql" else (1,)
-    curve = []
     for relays in relays_tried:
         for workers in SCALE_WORKERS:
             processes.stop_all()
@@ -754,7 +753,6 @@ def measure_scaling(n: int, processes: Processes, env: dict[str, str]) -> list[d
             curve.append({"relays": relays, "workers": workers, "n": n, "rate": n / (last - start), "unit": "events/s"})
             log(f"(s) {relays} relay(s), {workers} worker process(es): {curve[-1]['rate']:,.0f} events/s")
     processes.stop_all()
-    return curve
 
 
 def hire_employees(n: int) -> None:
@@ -1126,7 +1124,8 @@ def main() -> int:
                 results["figures"]["rebuild"] = commerce.measure_rebuild(REBUILD_ORDERS)
             if "s" in PHASES:
                 log(f"(s) the scaling curve: {SCALE_N} events per point ...")
-                results["figures"]["scaling"] = measure_scaling(SCALE_N, processes, env)
+                results["figures"]["scaling"] = []  # each point as it is measured: kept if a later one fails
+                measure_scaling(SCALE_N, processes, env, results["figures"]["scaling"])
             processes.stop_all()
             if "h" in PHASES:
                 log(f"(h) the relay with {HISTORY_ROWS:,} published rows in the log ...")
