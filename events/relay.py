@@ -42,6 +42,7 @@ from django.db import Error as DatabaseError
 from django.db import close_old_connections, transaction
 from django.db import connection as db_connection
 from kombu import Connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from events import telemetry, topology
 from events.frames import encode_publish
@@ -61,7 +62,15 @@ class ConfirmTimeout(Exception):
 
 def outage_errors(connection: Connection) -> tuple[type[BaseException], ...]:
     """Errors that mean the broker or the database is unavailable: wait and try again."""
-    return (DatabaseError, ConfirmTimeout, OSError, *connection.connection_errors, *connection.channel_errors)
+    # kombu reports a connection it could not make (refused, timed out) as its own OperationalError.
+    return (
+        DatabaseError,
+        ConfirmTimeout,
+        OSError,
+        KombuOperationalError,
+        *connection.connection_errors,
+        *connection.channel_errors,
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class LeasedRow:
     causation_id: str
     metadata: Any
     body: bytes | memoryview | None
-    data: Any  # only for rows without a stored body
+    data: Any  # read as text; decoded only for rows without a stored body
 
     def columns(self) -> dict[str, Any]:
         """The row in the form `envelope_of` takes (as Django's field converters would give it)."""
@@ -99,7 +108,7 @@ class LeasedRow:
             "timestamp": _aware(self.timestamp),
             "event_id": self.event_id if isinstance(self.event_id, uuid.UUID) else uuid.UUID(str(self.event_id)),
             "source": self.source,
-            "data": _json(self.data),
+            "data": _json(self.data) if self.body is None else None,  # decoded only when the relay encodes
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
             "subject": self.subject,
@@ -141,7 +150,7 @@ class LogStatements:
         self.pending = "published_at IS NULL AND rejected_reason = ''"
         columns = (
             f"{position}, topic, event_type, event_version, source, subject, {q('sequence')}, {q('timestamp')}, "
-            f"event_id, correlation_id, causation_id, metadata, body, CASE WHEN body IS NULL THEN data END"
+            "event_id, correlation_id, causation_id, metadata, body, data"
         )
         self.columns = columns
         self.postgres = conn.vendor == "postgresql"

@@ -7,6 +7,7 @@ class BenchAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bench.benchapp import worker_stats
+        from bench.benchapp import hops, worker_stats
 
         worker_stats.connect()
+        hops.connect()

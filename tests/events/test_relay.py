@@ -190,3 +190,11 @@ def test_rows_of_a_subject_another_relay_holds_earlier_are_given_back(amqp: Conn
     assert [json.loads(m.body)["data"]["text"] for m in _drain(amqp, "testsvc.events")] == ["b1"]
     a2 = StoredEvent.objects.get(subject="agg-a", sequence=2)
     assert a2.published_at is None and a2.claimed_by == "" and a2.claimed_until is None  # free for the other relay
+
+
+def test_a_relay_that_cannot_reach_the_broker_waits_it_out(caplog: pytest.LogCaptureFixture) -> None:
+    relay = Relay(broker_url="amqp://guest:guest@127.0.0.1:1//", wake_address="", poll_seconds=0.05)
+    running = RelayThread(relay)
+    with caplog.at_level("WARNING", logger="events.relay"), running:
+        wait_for(lambda: sum("relay interrupted" in r.getMessage() for r in caplog.records) >= 2, timeout=10)
+        assert running.thread.is_alive()  # retrying with backoff, not gone
