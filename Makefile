@@ -31,7 +31,7 @@ test-postgres: $(STAMP)
 
 # The fault-injection suite: real processes, one fault at a time, then the ledger (see README, Reliability).
 chaos: $(STAMP)
-	$(BIN)/pytest tests/chaos -m chaos --ds=tests.chaos.settings $(CHAOS_ARGS)
+	$(BIN)/pytest $${CHAOS_TESTS:-tests/chaos} -m chaos --ds=tests.chaos.settings $(CHAOS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests import broker
-from tests.chaos import harness
+from tests.chaos import harness, rabbit
 
 REPORT_PATH = Path(os.environ.get("CHAOS_REPORT", harness.ROOT / "bench" / "results" / "chaos.json"))
 
@@ -25,22 +24,32 @@ def postgres_only() -> Any:
         pytest.skip("needs PostgreSQL (terminating backends, refusing connections): run with DATABASE_URL=postgres://...")
 
 
+@pytest.fixture(scope="session")
+def main_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbit.Node]:
+    """The run's own RabbitMQ node: the suite's hundreds of queues and connections never load the shared broker."""
+    if not rabbit.available():
+        pytest.skip(rabbit.MISSING)
+    node = rabbit.Node(tmp_path_factory.mktemp("rabbit-main"), f"chaos-main-{uuid.uuid4().hex[:6]}")
+    node.start()
+    yield node
+    node.kill()
+
+
 @pytest.fixture
-def vhost() -> Iterator[str]:
-    """A vhost of the shared broker for this test alone: nothing left over from another test reaches it."""
+def vhost(main_node: rabbit.Node) -> Iterator[str]:
+    """A vhost of the run's node for this test alone: nothing left over from another test reaches it."""
     name = f"chaos-{uuid.uuid4().hex[:10]}"
-    broker.admin().add_vhost(name)
+    main_node.add_vhost(name)
     yield name
-    try:
-        broker.admin().delete_vhost(name)
-    except Exception as exc:
-        print(f"could not delete vhost {name}: {exc}")
+    done = main_node.ctl("delete_vhost", name, check=False)
+    if done.returncode != 0:
+        print(f"could not delete vhost {name}: {done.stderr}")
 
 
 @pytest.fixture
-def stack_broker_url(vhost: str) -> str:
-    """Where the stack's processes connect: the shared broker's vhost of this test (a module may override it)."""
-    return broker.url(vhost)
+def stack_broker_url(main_node: rabbit.Node, vhost: str) -> str:
+    """Where the stack's processes connect: this test's vhost on the run's node (a module may override it)."""
+    return main_node.url(vhost)
 
 
 @pytest.fixture

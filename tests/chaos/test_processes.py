@@ -115,6 +115,7 @@ def test_12_poison_handler_is_dead_lettered_and_everything_else_flows(stack: Sta
     assert not InboxEntry.objects.filter(event_id__in=[str(raising.event_id), str(exiting.event_id)]).exists()
 
 
+@pytest.mark.timeout(1800)
 def test_18_burst_across_the_services_with_a_worker_killed_and_restarted_midway(stack: Stack) -> None:
     stack.relay()
     stack.worker("flows", [s for s in load.ALL if s != "chaos"], concurrency=2)
