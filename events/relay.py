@@ -41,6 +41,7 @@ from django.db import Error as DatabaseError
 from django.db import close_old_connections, transaction
 from django.db.models import Min, Q, QuerySet
 from kombu import Connection
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from events import topology
 from events.models import ENVELOPE_COLUMNS, StoredEvent, envelope_of
@@ -53,8 +54,12 @@ class ConfirmTimeout(Exception):
 
 
 def outage_errors(connection: Connection) -> tuple[type[BaseException], ...]:
-    """Errors that mean the broker or the database is unavailable: wait and try again."""
-    return (DatabaseError, ConfirmTimeout, OSError, *connection.connection_errors, *connection.channel_errors)
+    """Errors that mean the broker or the database is unavailable: wait and try again.
+
+    kombu reports a broker it cannot connect to (refused, reset, timed out) as its own
+    `OperationalError`, which is none of the transport's errors.
+    """
+    return (DatabaseError, ConfirmTimeout, OSError, BrokerUnreachable, *connection.connection_errors, *connection.channel_errors)
 
 
 @dataclass(frozen=True)
