@@ -38,6 +38,8 @@ def main_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbit.Node]
 @pytest.fixture
 def vhost(main_node: rabbit.Node) -> Iterator[str]:
     """A vhost of the run's node for this test alone: nothing left over from another test reaches it."""
+    if main_node.handle is None or main_node.handle.poll() is not None:
+        main_node.start()  # a test that killed it failed before starting it again
     name = f"chaos-{uuid.uuid4().hex[:10]}"
     main_node.add_vhost(name)
     yield name

@@ -1,7 +1,9 @@
-"""Faults of the broker, on a RabbitMQ node this module starts itself (never the machine's shared one).
+"""Faults of the broker, on RabbitMQ nodes the suite starts itself (never the machine's shared one).
 
-The node has a low `consumer_timeout` (3 s, checked every half second) so that a task held
-unacknowledged for longer than that would be taken back by the broker during the test.
+Faults 4 and 8 kill and alarm the run's node (it is restarted and cleared before the next test).
+Fault 16 has a node of its own with a low `consumer_timeout` (3 s, checked every half second), so
+that a task held unacknowledged for longer than that would be taken back by the broker during the
+test.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,16 +34,20 @@ ADVANCED = f"[{{rabbit, [{{consumer_timeout, {CONSUMER_TIMEOUT_MS}}}, {{channel_
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbit.Node]:
-    node = rabbit.Node(tmp_path_factory.mktemp("rabbit"), f"chaos-{uuid.uuid4().hex[:6]}", advanced=ADVANCED)
+def strict_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbit.Node]:
+    node = rabbit.Node(tmp_path_factory.mktemp("rabbit"), f"chaos-strict-{uuid.uuid4().hex[:6]}", advanced=ADVANCED)
     node.start()
     yield node
     node.kill()
 
 
 @pytest.fixture
-def stack_broker_url(node: rabbit.Node) -> str:
-    return node.add_vhost(f"chaos-{uuid.uuid4().hex[:8]}")
+def strict_stack(request: pytest.FixtureRequest, strict_node: rabbit.Node, tmp_path: Path) -> Iterator[Stack]:
+    """A stack on the node with the low consumer_timeout."""
+    request.getfixturevalue("transactional_db")
+    stack = Stack(logs=tmp_path, broker_url=strict_node.add_vhost(f"chaos-{uuid.uuid4().hex[:8]}"))
+    yield stack
+    stack.stop_all()
 
 
 def published() -> int:
@@ -48,7 +55,8 @@ def published() -> int:
 
 
 @pytest.mark.timeout(600)
-def test_4_the_broker_killed_during_a_relay_burst_and_restarted(stack: Stack, node: rabbit.Node) -> None:
+def test_4_the_broker_killed_during_a_relay_burst_and_restarted(stack: Stack, main_node: rabbit.Node) -> None:
+    node = main_node
     stack.relay()
     stack.worker("all", load.ALL)
     load.mixed()
@@ -67,7 +75,8 @@ def alarmed(node: rabbit.Node, kind: str) -> bool:
     return kind in node.ctl("eval", "rabbit_alarm:get_alarms().").stdout
 
 
-def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: Stack, node: rabbit.Node) -> None:
+def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: Stack, main_node: rabbit.Node) -> None:
+    node = main_node
     stack.relay()
     stack.worker("all", load.ALL)
     load.users(5, prefix="before")
@@ -91,13 +100,14 @@ def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: St
     assert_clean(figures)
 
 
-def attempt_times(key: str) -> list[float]:
-    path = attempts_file(key)
+def attempt_times(stack: Stack, key: str) -> list[float]:
+    path = stack.logs / attempts_file(key).name
     return [float(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.mark.timeout(600)
-def test_16_retries_longer_than_consumer_timeout_and_six_delayed_retries_arrive(stack: Stack, node: rabbit.Node) -> None:
+def test_16_retries_longer_than_consumer_timeout_and_six_delayed_retries_arrive(strict_stack: Stack) -> None:
+    stack = strict_stack
     from django.db import transaction
 
     from events import publish
@@ -109,7 +119,7 @@ def test_16_retries_longer_than_consumer_timeout_and_six_delayed_retries_arrive(
         publish(Stubborn, {"key": "late", "failures": 1})
     fault = time.monotonic()
     wait_for(lambda: Notification.objects.filter(kind="chaos-stubborn").exists(), timeout=60, message="the retry")
-    first, second = attempt_times("late")
+    first, second = attempt_times(stack, "late")
     # 8 s ceiling, jittered over its upper half (events/handling.py), counted by the broker in whole seconds.
     assert 3.5 <= second - first <= 9.5, f"the retry ran {second - first:.1f}s after the failure"
     figures = drain(stack, "16a retry delay 8 s > consumer_timeout 3 s", since=fault)
@@ -127,11 +137,12 @@ def test_16_retries_longer_than_consumer_timeout_and_six_delayed_retries_arrive(
     figures = drain(stack, "16b six retries through delayed delivery", since=fault, timeout=120)
     assert_clean(figures)
     for key in keys:
-        assert len(attempt_times(key)) == 7, f"{key}: {len(attempt_times(key))} attempts"
+        assert len(attempt_times(stack, key)) == 7, f"{key}: {len(attempt_times(stack, key))} attempts"
     assert Notification.objects.filter(kind="chaos-stubborn").count() == 1 + len(keys)
 
 
-def test_guest_is_refused_from_a_non_loopback_address(node: rabbit.Node) -> None:
+def test_guest_is_refused_from_a_non_loopback_address(strict_node: rabbit.Node) -> None:
+    node = strict_node
     """RabbitMQ's own check (`loopback_users`, default: guest) refuses guest from any address but loopback.
 
     Production defines its own user and never uses guest (see README, Reliability and security).

@@ -60,7 +60,10 @@ def test_a_replayed_pickle_is_refused_again_and_never_executed(stack: Stack, tmp
         raw_publish(conn, pickle.dumps(Executed(marker)), "chaos.Mark", content_type="application/x-python-serialize")
     first = wait_for(lambda: DeadLetter.objects.filter(service="chaos").first(), timeout=60, message="the dead letter")
     assert "JSON only" in first.reason
-    replay = f"from events.deadletters import dead_letter_replay as r; from events.models import DeadLetter as D; r(dead_letter=D.objects.get(pk={first.pk}))"
+    replay = (
+        "from events.deadletters import dead_letter_replay; from events.models import DeadLetter; "
+        f"dead_letter_replay(dead_letter=DeadLetter.objects.get(pk={first.pk}))"
+    )
     done = subprocess.run(  # as the admin's Replay action does, in a process of the stack
         [sys.executable, "manage.py", "shell", "-c", replay],
         cwd=ROOT,
