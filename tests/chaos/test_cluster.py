@@ -74,7 +74,6 @@ def test_19_a_cluster_node_stopped_then_killed_then_restarted_during_load(stack:
     load.marks(1000, prefix="stopped")
     mark = published()
     wait_for(lambda: published() >= mark + 500, timeout=120, message="confirms from the other nodes while one is stopped")
-    stack.worker("late-joiner", ["chaos"], concurrency=1)  # a consumer that starts while a node is stopped
 
     victim.kill()
     load.marks(1000, prefix="killed")
