@@ -33,20 +33,20 @@ def admin_connection() -> psycopg.Connection:
     )
 
 
-def database_outage(seconds: float) -> int:
-    """Refuse new connections to this run's database and end every other session on it; allow them again after `seconds`.
+def database_outage(name: str, spared: int, seconds: float) -> int:
+    """Refuse new connections to database `name` and end every session on it but `spared`; allow them after `seconds`.
 
     Only this run's own database (`chaos_*`) is touched. Returns the number of sessions ended.
     """
-    name = connection.settings_dict["NAME"]
-    mine = connection.cursor().connection.info.backend_pid
     with admin_connection() as admin:
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        ended = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> %s", (name, mine)
-        ).fetchone()[0]
-        time.sleep(seconds)
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        try:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> %s", (name, spared)
+            ).fetchone()[0]
+            time.sleep(seconds)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     return ended
 
 
@@ -58,10 +58,11 @@ def test_6_the_database_unavailable_for_a_while(stack: Stack) -> None:
     load.work(40, seconds=0.05)
     wait_for(lambda: Notification.objects.filter(kind="chaos-work").count() >= 3, timeout=120, message="handlers under way")
     fault = time.monotonic()
-    outage = threading.Thread(target=database_outage, args=(OUTAGE_SECONDS,))
+    mine = connection.cursor().connection.info.backend_pid  # this process's session, as a web process that keeps its own
+    outage = threading.Thread(target=database_outage, args=(connection.settings_dict["NAME"], mine, OUTAGE_SECONDS))
     outage.start()
     time.sleep(1)
-    load.marks(200, prefix="during")  # this process's session is spared: as a web process that kept its connection
+    load.marks(200, prefix="during")
     outage.join()
     figures = drain(stack, f"6 database unavailable {OUTAGE_SECONDS} s", since=fault, timeout=240)
     assert_clean(figures)
