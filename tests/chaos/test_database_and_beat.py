@@ -61,9 +61,11 @@ def test_6_the_database_unavailable_for_a_while(stack: Stack) -> None:
     mine = connection.cursor().connection.info.backend_pid  # this process's session, as a web process that keeps its own
     outage = threading.Thread(target=database_outage, args=(connection.settings_dict["NAME"], mine, OUTAGE_SECONDS))
     outage.start()
-    time.sleep(1)
-    load.marks(200, prefix="during")
-    outage.join()
+    try:
+        time.sleep(1)
+        load.marks(200, prefix="during")
+    finally:
+        outage.join()
     figures = drain(stack, f"6 database unavailable {OUTAGE_SECONDS} s", since=fault, timeout=240)
     assert_clean(figures)
     assert all(proc.alive() for proc in stack.procs), "a process gave up during the outage"
