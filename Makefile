@@ -7,7 +7,7 @@ METRICS_DIR ?= $(CURDIR)/db/metrics
 # `make run EXCEPT=worker_notifications` starts every process of the Procfile but those named.
 EXCEPT ?=
 
-.PHONY: install run test test-postgres bench topology lint clean
+.PHONY: install run test test-postgres chaos bench topology lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/pytest
+
+# The fault-injection suite: real processes, one fault at a time, then the ledger (see README, Reliability).
+chaos: $(STAMP)
+	$(BIN)/pytest $${CHAOS_TESTS:-tests/chaos} -m chaos --ds=tests.chaos.settings $(CHAOS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

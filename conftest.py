@@ -8,6 +8,8 @@ from tests import broker
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
+    if config.getoption("ds", default=None) == "tests.chaos.settings":
+        return  # the fault-injection suite starts RabbitMQ nodes of its own (tests/chaos/rabbit.py)
     if not broker.reachable():
         pytest.exit(broker.HOW_TO_START, returncode=3)
     try:

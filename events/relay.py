@@ -15,7 +15,9 @@ Guarantees:
   cannot carry, say) or whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is set aside with
   `rejected_reason` (shown in the admin) and the rows behind it flow on.
 - Only outages are retried: broker or database outages are waited out with backoff; nothing is
-  marked unless confirmed, and a relay that loses the broker gives its leases back at once.
+  marked unless confirmed, and a relay that loses the broker gives its leases back at once. A
+  broker that stops answering without closing the connection (a frozen node, a stalled link) is
+  an outage too: writes and handshakes time out, and the relay reconnects.
 
 Hooks (no-ops by default): `on_confirmed(positions)` after the broker confirmed a batch and
 before the rows are marked.
@@ -472,7 +474,7 @@ class Relay:
         try:
             while not self.stop_event.is_set():
                 try:
-                    with Connection(self.broker_url, transport_options=self._client_properties()) as connection:
+                    with Connection(self.broker_url, transport_options=self._transport_options()) as connection:
                         connection.ensure_connection(max_retries=1)
                         topology.declare(connection)
                         publisher = ConfirmingPublisher(connection)
@@ -502,10 +504,16 @@ class Relay:
         except DatabaseError as exc:
             logger.warning("could not give back leased events (they are freed when the lease ends): %s", exc)
 
-    @staticmethod
-    def _client_properties() -> dict[str, Any]:
-        # Names the connection in the RabbitMQ management UI.
-        return {"client_properties": {"connection_name": f"relay@{socket.gethostname()}"}}
+    def _transport_options(self) -> dict[str, Any]:
+        return {
+            # Names the connection in the RabbitMQ management UI.
+            "client_properties": {"connection_name": f"relay@{socket.gethostname()}"},
+            # A broker that stops reading (a frozen node, a stalled link) must not hold the relay for
+            # ever: a write it does not take within the confirm timeout, or a handshake it does not
+            # answer, is an outage (the relay reconnects, to the next address when several are given).
+            "write_timeout": self.confirm_timeout,
+            "read_timeout": min(self.confirm_timeout, 10.0),
+        }
 
     def _bind_wake_socket(self) -> socket.socket | None:
         if not self.wake_address:

@@ -22,6 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fault-injection suite (tests/chaos) is collected only by `make chaos`, which runs it with its own settings."""
+    if collection_path == ROOT / "tests" / "chaos" and config.getoption("ds") != "tests.chaos.settings":
+        return True
+    return None
+
+
 @pytest.fixture
 def broker_url(settings: Any) -> str:
     return settings.CELERY_BROKER_URL

@@ -1,4 +1,5 @@
 import json
+import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -86,6 +87,23 @@ def test_relay_survives_the_broker_dropping_its_connection(amqp: Connection, pur
     with Connection(broker_url) as conn:
         texts = sorted(json.loads(m.body)["data"]["text"] for m in _drain(conn, "testsvc.events"))
     assert texts == ["after", "before"]
+
+
+def test_relay_waits_out_a_broker_that_refuses_connections(
+    purge: None, broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that is down when the relay (re)connects is an outage to wait out, not a reason to exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    relay = Relay(wake_address="", poll_seconds=0.05, broker_url=f"amqp://guest:guest@127.0.0.1:{closed_port}//")
+    running = RelayThread(relay)
+    with running:
+        interrupted = lambda: sum("relay interrupted" in r.getMessage() for r in caplog.records) >= 2  # noqa: E731
+        wait_for(lambda: interrupted() or not running.thread.is_alive(), timeout=60, message="two reconnection attempts")
+        assert running.thread.is_alive(), "the relay exited instead of waiting for the broker"
+    publish(Ping, {"text": "later"}, version="1.0")
+    assert relay_all(broker_url=broker_url) == 1
 
 
 def test_an_unroutable_event_lands_in_events_unrouted(amqp: Connection, purge: None) -> None:
