@@ -48,7 +48,7 @@ def test_the_password_may_be_left_out() -> None:
     assert not User.objects.get().has_usable_password()
 
 
-# Each row of the issue, and other members of its class.
+# Each reported case, and other members of its class.
 BAD_FIELDS = {
     "empty username": ({"username": ""}, "username"),
     "blank username": ({"username": "   "}, "username"),
