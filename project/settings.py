@@ -219,6 +219,11 @@ CELERY_ENABLE_UTC = True
 # A task message is not lost if the broker fails right after publishing it.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The level queues of native delayed delivery (celery_delayed_0..27) are classic: a quorum queue of
+# RabbitMQ 3.10 expires a message at its head only when something else happens on that queue, so a
+# lone retry could wait there for ever. A broker that has them as quorum queues from before keeps
+# refusing the redeclaration: delete the empty celery_delayed_* queues once (see README).
+CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "classic"
 # Tasks are acknowledged after they ran; a killed worker hands its task to another.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
