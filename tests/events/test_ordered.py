@@ -130,11 +130,11 @@ def _worker_args(name: str = "ordered") -> list[str]:
 
 def test_a_worker_killed_midway_loses_nothing_and_keeps_the_order(purge: None, processes: Any) -> None:
     """Two workers consume the ordered queue (one active, one standing by); the active one is killed midway."""
-    _publish_steps(8, 60, pause_ms=15)
+    _publish_steps(8, 60, pause_ms=40)  # 480 steps over 4 lanes: about 5 s of work
     relay_all()
     first = processes("worker-1", *_worker_args("one"))
-    wait_for(lambda: Notification.objects.filter(kind="step").exists(), timeout=60, message="the first worker to start")
     second = processes("worker-2", *_worker_args("two"))
+    wait_for(lambda: Notification.objects.filter(kind="step").exists(), timeout=60, message="a worker to start")
     wait_for(lambda: " ready." in second.output(), timeout=60, message="the second worker to stand by")
     handled = Notification.objects.filter(kind="step").count()
     assert handled < 480, "the first worker finished before the second one started: nothing left to take over"
