@@ -35,7 +35,8 @@ from django.db.models import Count
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ["-m", "celery", "-A", "project", "worker", "-l", "INFO", "--without-gossip", "--without-mingle"]
 BEAT = ["-m", "celery", "-A", "project", "beat", "-S", "django_celery_beat.schedulers:DatabaseScheduler", "-l", "INFO"]
-TASK_DONE = re.compile(r"Task events\.handle\[[^\]]+\] succeeded in [\d.e-]+s: (\{[^\n]*\})")
+# What handler tasks and ordered lanes report once they have committed: {'handled': n, 'duplicates': m, ...}
+TASK_DONE = re.compile(r"(?:Task events\.handle\[[^\]]+\] succeeded in [\d.e-]+s|ordered events committed): (\{[^\n]*\})")
 
 
 def database_url() -> str:
@@ -159,7 +160,7 @@ class Stack:
             time.sleep(0.1)
 
     def outcomes(self) -> Counter[str]:
-        """What the handler tasks reported, summed over every worker that ran (handled, duplicates, retried...)."""
+        """What the handler tasks and ordered lanes reported, summed over every worker that ran (handled, duplicates, retried...)."""
         total: Counter[str] = Counter()
         for proc in self.procs:
             for match in TASK_DONE.finditer(proc.output()):
