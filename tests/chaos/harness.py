@@ -160,7 +160,7 @@ class Stack:
             time.sleep(0.1)
 
     def outcomes(self) -> Counter[str]:
-        """What the handler tasks and ordered lanes reported, summed over every worker that ran (handled, duplicates, retried...)."""
+        """What handler tasks and ordered lanes reported, summed over every worker that ran (handled, duplicates...)."""
         total: Counter[str] = Counter()
         for proc in self.procs:
             for match in TASK_DONE.finditer(proc.output()):
