@@ -208,6 +208,14 @@ def lags_ms(handler: str, since: datetime) -> list[float]:
     return [(at - times[uuid.UUID(e)]).total_seconds() * 1000 for e, at in rows if uuid.UUID(e) in times]
 
 
+def publish_lags_ms(since: datetime) -> list[float]:
+    """From a position's time to the broker's confirm of its event (`published_at`): the API and the relay."""
+    from events.models import StoredEvent
+
+    rows = StoredEvent.objects.filter(event_type="LocationUpdated", timestamp__gte=since, published_at__isnull=False)
+    return [(published - at).total_seconds() * 1000 for at, published in rows.values_list("timestamp", "published_at")]
+
+
 def drain_text(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds is not None else f">{DRAIN_MAX_S:.0f}s"
 
@@ -289,7 +297,7 @@ def main() -> int:
                 processes.start(
                     f"worker-{name}",
                     [str(CELERY), "-A", "project", "worker", "-Q", name, "-c", "1", "-n", f"{name}-{os.getpid()}@%h"]
-                    + ["--without-gossip", "--without-mingle", "-l", "WARNING"],
+                    + ["--without-gossip", "--without-mingle", "-l", os.environ.get("BENCH_LOG_LEVEL", "WARNING")],
                 )
             base_url = f"http://127.0.0.1:{port}"
 
@@ -333,6 +341,9 @@ def main() -> int:
                     "statuses": sent["statuses"],
                     "consumers": {},
                 }
+                published = publish_lags_ms(since)
+                step["published_lag_p50_ms"] = percentile(published, 50) if published else None
+                step["published_lag_p99_ms"] = percentile(published, 99) if published else None
                 for name, handler in CONSUMERS.items():
                     lags = lags_ms(handler, since)
                     depths = [s[1][name] for s in sampler.samples]
@@ -350,7 +361,10 @@ def main() -> int:
                     f"lag p50/p99 {c['lag_p50_ms'] or 0:.0f}/{c['lag_p99_ms'] or 0:.0f} ms"
                     for n, c in step["consumers"].items()
                 )
-                log(f"  accepted {step['accepted_rate']:.0f}/s ({sent['failed_requests']} failed requests); {summary}")
+                log(
+                    f"  accepted {step['accepted_rate']:.0f}/s ({sent['failed_requests']} failed requests); published "
+                    f"p50/p99 {step['published_lag_p50_ms'] or 0:.0f}/{step['published_lag_p99_ms'] or 0:.0f} ms; {summary}"
+                )
                 if not all(c["kept_up"] for c in step["consumers"].values()) or step["accepted_rate"] < 0.9 * rate:
                     behind = [n for n, c in step["consumers"].items() if not c["kept_up"]] or ["the API"]
                     results["falls_behind_at"] = {"rate": rate, "who": behind}

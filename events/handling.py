@@ -99,6 +99,48 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1) -
     return True
 
 
+def run_many(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> tuple[int, int]:
+    """Run a batch handler (`batch=True`) once over the events of `batch` it has not handled yet, together with
+    their inbox rows, in a savepoint. Returns (handled, duplicates). If the handler raises, nothing of the
+    batch was written and the exception propagates: the caller runs the events one at a time instead."""
+    validate = subscription.event_type.validate
+    read = [(envelope, attempt, validate(envelope.data, envelope.event_version)) for envelope, attempt in batch]
+    with transaction.atomic():
+        seen = set(
+            InboxEntry.objects.filter(
+                handler=subscription.name, event_id__in={envelope.event_id for envelope, _ in batch}
+            ).values_list("source", "event_id")
+        )
+        fresh = []
+        for envelope, attempt, data in read:
+            if (envelope.source, envelope.event_id) not in seen:
+                seen.add((envelope.source, envelope.event_id))
+                fresh.append((envelope, attempt, data))
+        if fresh:
+            # A duplicate committed meanwhile by another worker fails this insert: the events then run one at a time.
+            inboxes = InboxEntry.objects.bulk_create(
+                [
+                    InboxEntry(
+                        source=envelope.source,
+                        event_id=envelope.event_id,
+                        handler=subscription.name,
+                        event_type=envelope.event_type,
+                        attempt=attempt,
+                    )
+                    for envelope, attempt, _ in fresh
+                ]
+            )
+            envelopes = [envelope for envelope, _, _ in fresh]
+            with (
+                telemetry.processing_batch(subscription.name, envelopes, subscription.event_type.routing_key),
+                runs.timed_batch(subscription, envelopes, inboxes),
+            ):
+                subscription.run_batch([Event(envelope=envelope, data=data) for envelope, _, data in fresh])
+            if transaction.get_rollback():
+                raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
+    return len(fresh), len(batch) - len(fresh)
+
+
 def item(envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
     """One event as it travels in a handler task."""
     return {"event": envelope.to_dict(), "traceparent": envelope.traceparent, "attempt": attempt}
@@ -350,6 +392,17 @@ def _handle_batch(
     deadline = time.monotonic() + time_budget()
     try:
         with transaction.atomic(), runs.batch():
+            if subscription.batch and len(batch) > 1:
+                try:
+                    handled, duplicates = run_many(subscription, batch)
+                    counts.update({"handled": handled, "duplicates": duplicates})
+                    return counts, failures, []
+                except Exception as exc:
+                    if connection_lost(exc):
+                        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                    if transaction.get_rollback():
+                        raise BatchAborted("the transaction was marked for rollback (a savepoint was not rolled back)") from exc
+                    logger.info("%s: its batch of %d failed (%r); each event runs on its own", subscription.name, len(batch), exc)
             for index, (envelope, attempt) in enumerate(batch):
                 if index and time.monotonic() > deadline:
                     return counts, failures, items[index:]

@@ -25,6 +25,8 @@ Guarantees:
   redelivered ones are done, so that none overtakes them.
 - Exactly one effect per event and handler, as for every handler: the inbox row and the handler's
   work commit together.
+- An ordered batch handler (`batch=True`) gets a lane's batch as one list, each subject's events
+  in order; if it fails, the batch runs event by event as above.
 
 The cost: an ordered handler runs in one process of one worker at a time (its lanes are threads;
 the other workers stand by), and a slow or failing event delays the other subjects of its lane.
@@ -47,7 +49,15 @@ from django.db.models import F
 
 from events import deadletters, handling
 from events.envelope import Envelope
-from events.handling import BatchAborted, DatabaseUnavailable, backoff_seconds, connection_lost, max_attempts, run_once
+from events.handling import (
+    BatchAborted,
+    DatabaseUnavailable,
+    backoff_seconds,
+    connection_lost,
+    max_attempts,
+    run_many,
+    run_once,
+)
 from events.observability import logs, runs
 from events.subscriptions import Subscription
 
@@ -93,6 +103,8 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
         with transaction.atomic(), runs.batch():
             if recorded_start:
                 _finished(batch[0])
+            if _handled_in_batches(batch, counts):
+                batch = []
             for index, work in enumerate(batch):
                 failure = _handle(index, work, counts)
                 if failure is not None:
@@ -107,6 +119,45 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
     if counts:
         logger.info("ordered events committed: %s", counts)
     return done, failure
+
+
+def _handled_in_batches(batch: list[Work], counts: dict[str, int]) -> bool:
+    """Where batch handlers (`batch=True`) take part, first try the whole batch at once, in a savepoint: each batch
+    handler gets its events as one list, in lane order (so each subject's in order), the other handlers run event
+    by event. False if that is not for this batch, or if something failed (then nothing of it was written, and the
+    caller runs the batch event by event)."""
+    if len(batch) < 2 or any(work.given_up or work.attempts for work in batch):
+        return False
+    if not any(subscription.batch for work in batch for subscription, _ in work.handlers):
+        return False
+    lists: dict[str, tuple[Subscription, list[tuple[Envelope, int]]]] = {}
+    singles: list[tuple[Subscription, Envelope]] = []
+    for work in batch:
+        for subscription, envelope in work.handlers:
+            if subscription.batch:
+                lists.setdefault(subscription.name, (subscription, []))[1].append((envelope, 1))
+            else:
+                singles.append((subscription, envelope))
+    found: dict[str, int] = {}
+    try:
+        with transaction.atomic():
+            for subscription, envelopes in lists.values():
+                handled, duplicates = run_many(subscription, envelopes)
+                found["handled"] = found.get("handled", 0) + handled
+                found["duplicates"] = found.get("duplicates", 0) + duplicates
+            for subscription, envelope in singles:
+                outcome = "handled" if run_once(subscription, envelope) else "duplicates"
+                found[outcome] = found.get(outcome, 0) + 1
+    except Exception as exc:
+        if connection_lost(exc):
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if transaction.get_rollback():
+            raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)") from exc
+        logger.info("ordered lane: a batch of %d failed as a whole (%r); its events run one at a time", len(batch), exc)
+        return False
+    for outcome, count in found.items():
+        counts[outcome] = counts.get(outcome, 0) + count
+    return True
 
 
 def _handle(index: int, work: Work, counts: dict[str, int]) -> Failure | None:

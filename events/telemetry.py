@@ -221,6 +221,12 @@ def _event_attributes(envelope: Envelope, routing_key: str) -> dict[str, Any]:
     }
 
 
+def _span_context_of(traceparent: str | None) -> trace.SpanContext | None:
+    context = _context_of(traceparent)
+    span_context = trace.get_current_span(context).get_span_context() if context is not None else None
+    return span_context if span_context is not None and span_context.is_valid else None
+
+
 # -- the relay
 
 
@@ -364,4 +370,26 @@ def _processing(tracer: trace.Tracer, handler: str, envelope: Envelope, routing_
     with tracer.start_as_current_span(
         f"process {routing_key}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
     ):
+        yield
+
+
+def processing_batch(handler: str, envelopes: list[Envelope], routing_key: str) -> AbstractContextManager[None]:
+    """The `process` span of a batch handler's run: a child of the current (task) span, linked to each event's trace."""
+    if _tracer is None:
+        return _OFF
+    return _processing_batch(_tracer, handler, envelopes, routing_key)
+
+
+@contextmanager
+def _processing_batch(tracer: trace.Tracer, handler: str, envelopes: list[Envelope], routing_key: str) -> Iterator[None]:
+    links = [Link(sc) for sc in (_span_context_of(e.traceparent) for e in envelopes) if sc is not None]
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": "events",
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+        "messaging.operation.type": "process",
+        "messaging.batch.message_count": len(envelopes),
+        "events.handler": handler,
+    }
+    with tracer.start_as_current_span(f"process {routing_key}", kind=SpanKind.CONSUMER, attributes=attributes, links=links):
         yield

@@ -75,6 +75,8 @@ def tell_order_shipped(event: Event[OrderShippedV1]) -> None:
         f"Order {order.orderId} shipped",
         f"Your order {order.orderId} is on its way; tracking number {order.trackingNumber}.",
     )
+
+
 @subscribe(RainAlert, version="1.0", service="notifications")
 def send_rain_alert(event: Event[RainAlertV1]) -> None:
     alert = event.data

@@ -7,7 +7,8 @@
 - A failed attempt: one `HandlerFailure` row (when, how long, the error, retried or
   dead-lettered), written after the handler's transaction rolled back. Failing to write it is
   logged and changes nothing else.
-- Every run, successful or not, counts in the metrics and the handler latency histogram.
+- Every run, successful or not, counts in the metrics and the handler latency histogram. A batch
+  handler's run (`batch=True`) counts once per event, each credited an equal share of its time.
 """
 
 from __future__ import annotations
@@ -94,6 +95,26 @@ def timed(subscription: Any, envelope: Any, inbox: Any) -> Iterator[None]:
             if len(_failed) > 10_000:
                 _failed.clear()
             _failed[(subscription.name, envelope.source, envelope.event_id)] = (started, seconds * 1000)
+
+
+@contextmanager
+def timed_batch(subscription: Any, envelopes: list[Any], inboxes: list[Any]) -> Iterator[None]:
+    """Around one run of a batch handler over `envelopes`: each event is credited an equal share of its time.
+    A failed batch run records nothing: its events run again one at a time, and those runs are timed."""
+    log_context = logs.bind(service=subscription.service, handler=subscription.name, batch=len(envelopes))
+    service = _service.set(subscription.service)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _service.reset(service)
+        logs.reset(log_context)
+    share = (time.perf_counter() - start) / max(1, len(envelopes))
+    for envelope in envelopes:
+        metrics.handler_ran(subscription.service, subscription.name, envelope.event_type, share, True)
+    done = _batch.get()
+    if done is not None:
+        done.extend((inbox, share * 1000) for inbox in inboxes)
 
 
 def publisher() -> dict[str, str]:
