@@ -239,3 +239,43 @@ Late = event_type("tests", "Late", versions={"1.0": LateV1})
 @subscribe(Late, version="1.0", service="testsvc", ordered=True, max_age=timedelta(minutes=1))
 def late_ordered_handler(event: Event[LateV1]) -> None:
     record("late-ordered", event, str(event.data.n))
+
+
+class TallyV1(EventSchema):
+    key: str
+
+
+Tally = event_type("tests", "Tally", versions={"1.0": TallyV1})
+
+
+@subscribe(Tally, version="1.0", service="testsvc", batch=True, max_attempts=3)
+def tally_batch_handler(events: list[Event[TallyV1]]) -> None:
+    """A batch handler: records each call's size, then each event. A list holding an event that `failures_left` says
+    must fail is refused; the count goes down only when the event is refused alone."""
+    for event in events:
+        calls[event.data.key] += 1
+    refused = [e for e in events if failures_left[e.data.key] != 0]
+    for event in refused:
+        if failures_left[event.data.key] > 0 and len(events) == 1:
+            failures_left[event.data.key] -= 1
+    if refused:
+        raise RuntimeError(f"tally refuses {', '.join(e.data.key for e in refused)}")
+    Notification.objects.create(recipient="", kind="tally-call", subject="Tally", body=str(len(events)), event_id="")
+    for event in events:
+        record("tally", event, event.data.key)
+
+
+class TrailV1(EventSchema):
+    n: int
+
+
+Trail = event_type("tests", "Trail", versions={"1.0": TrailV1})
+
+
+@subscribe(Trail, version="1.0", service="testsvc", ordered=True, batch=True)
+def trail_batch_handler(events: list[Event[TrailV1]]) -> None:
+    """An ordered batch handler: records "<subject>:<n>" in the order of its lists."""
+    Notification.objects.create(recipient="", kind="trail-call", subject="Trail", body=str(len(events)), event_id="")
+    for event in events:
+        time.sleep(0.0005)
+        record("trail", event, f"{event.subject}:{event.data.n}")

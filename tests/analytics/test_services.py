@@ -46,3 +46,24 @@ def test_duplicates_and_late_updates_change_no_figure() -> None:
 def test_one_point_has_no_speed() -> None:
     route = feed(streams.route(start=START, count=2)[:1])
     assert route.distance_m == 0 and route.average_speed_mps is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shuffled_positions_in_lists_of_several_deliveries_give_the_figures_of_one_at_a_time(seed: int) -> None:
+    from analytics.services import RoutePosition, route_points_add
+
+    rng = random.Random(seed)
+    routes = {d: streams.route(start=START, count=40, seed=seed + n) for n, d in enumerate(("a", "b", "c"))}
+    mixed = [RoutePosition(d, p.sequence, p.lat, p.lon, p.time) for d, ps in routes.items() for p in ps]
+    mixed += rng.sample(mixed, 15)  # duplicates, some in the same list
+    mixed.append(RoutePosition("a", 999, 0, 0, START, late=True))
+    rng.shuffle(mixed)
+    while mixed:
+        size = rng.randint(1, 25)
+        route_points_add(mixed[:size])
+        mixed = mixed[size:]
+    for delivery_id, positions in routes.items():
+        route = DeliveryRoute.objects.get(delivery_id=delivery_id)
+        assert route.distance_m == pytest.approx(streams.path_length_m(positions), rel=1e-9)
+        assert (route.points, route.first_sequence, route.last_sequence) == (40, 1, 40)
+        assert route.late_skipped == (1 if delivery_id == "a" else 0)

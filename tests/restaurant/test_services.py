@@ -73,3 +73,23 @@ def test_late_updates_are_counted_not_acted_on() -> None:
     )
     progress = DeliveryProgress.objects.get(delivery_id="d")
     assert progress.late_skipped == 1 and progress.arrived_sequence is None and progress.status == "on the way to pick up"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lists_of_updates_reach_the_milestones_of_one_at_a_time(seed: int) -> None:
+    from restaurant.services import ProgressUpdate, progress_updates
+
+    rng = random.Random(seed)
+    positions = streams.route(start=START, count=80, seed=seed)
+    expected = feed(positions, "one")
+    updates = [ProgressUpdate("many", p.sequence, p.lat, p.lon, p.time, streams.PICKUP, streams.DROPOFF) for p in positions]
+    updates += rng.sample(updates, 10)
+    rng.shuffle(updates)
+    reached: list[str] = []
+    while updates:
+        size = rng.randint(1, 30)
+        reached += [m for new in progress_updates(updates[:size]) for m in new]
+        updates = updates[size:]
+    assert sorted(reached) == sorted(expected)
+    assert state("many") == state("one")
+    assert Transition.objects.filter(delivery_id="many").count() == 3

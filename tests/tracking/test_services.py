@@ -52,3 +52,41 @@ def test_late_updates_are_counted_and_never_applied() -> None:
     )
     held = DeliveryPosition.objects.get(delivery_id="8")
     assert (held.sequence, held.late_skipped, held.older_ignored) == (p.sequence, 1, 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lists_of_updates_have_the_outcomes_of_one_at_a_time(seed: int) -> None:
+    from tracking.services import PositionUpdate, positions_update
+
+    rng = random.Random(seed)
+    updates = [
+        PositionUpdate(d, "3", p.sequence, p.lat, p.lon, p.time, late=rng.random() < 0.1)
+        for d in ("a", "b")
+        for p in streams.route(start=START, count=30, seed=seed)
+    ]
+    updates += rng.sample(updates, 10)
+    rng.shuffle(updates)
+    one_at_a_time = [
+        position_update(
+            delivery_id=f"1{u.delivery_id}",
+            courier_id=u.courier_id,
+            sequence=u.sequence,
+            lat=u.lat,
+            lon=u.lon,
+            recorded_at=u.recorded_at,
+            late=u.late,
+        )
+        for u in updates
+    ]
+    in_lists: list[str] = []
+    rest = updates
+    while rest:
+        size = rng.randint(1, 20)
+        in_lists += positions_update(rest[:size])
+        rest = rest[size:]
+    assert in_lists == one_at_a_time
+    for d in ("a", "b"):
+        fields = ("sequence", "lat", "lon", "recorded_at", "older_ignored", "late_skipped")
+        assert DeliveryPosition.objects.filter(delivery_id=d).values(*fields).get() == (
+            DeliveryPosition.objects.filter(delivery_id=f"1{d}").values(*fields).get()
+        )

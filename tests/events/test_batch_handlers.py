@@ -1,0 +1,105 @@
+"""Batch handlers (`batch=True`): a task's events in one call, each still handled once, retried and dead-lettered alone."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from django.db import transaction
+
+from events import publish
+from events.envelope import Envelope
+from events.handling import run_many
+from events.models import DeadLetter, InboxEntry
+from events.subscriptions import get
+from notifications.models import Notification
+from tests.conftest import relay_all
+from tests.support import Tally, Trail, calls, failures_left, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TALLY = "tests.support.tally_batch_handler"
+
+
+def _tallies(count: int, prefix: str = "t") -> list[str]:
+    keys = [f"{prefix}{i}" for i in range(count)]
+    with transaction.atomic():
+        for key in keys:
+            publish(Tally, {"key": key})
+    return keys
+
+
+def _handled() -> list[str]:
+    return list(Notification.objects.filter(kind="tally").values_list("body", flat=True))
+
+
+def test_the_events_of_a_task_reach_a_batch_handler_as_lists(worker: object) -> None:
+    keys = _tallies(60)
+    relay_all()
+
+    wait_for(lambda: len(_handled()) == 60, timeout=30, message="60 tallies")
+    assert sorted(_handled()) == sorted(keys)
+    sizes = [int(b) for b in Notification.objects.filter(kind="tally-call").values_list("body", flat=True)]
+    assert sum(sizes) == 60
+    assert max(sizes) > 1, sizes  # 60 events published at once travel in fewer tasks than events
+    assert InboxEntry.objects.filter(handler=TALLY).count() == 60
+    assert InboxEntry.objects.filter(handler=TALLY, duration_ms__isnull=False).count() == 60
+
+
+def test_a_batch_handler_never_sees_an_event_twice() -> None:
+    subscription = get(TALLY)
+    envelopes = [Envelope(event_type="Tally", event_version="1.0", data={"key": f"d{i}"}, source="tests") for i in range(5)]
+    assert run_many(subscription, [(e, 1) for e in envelopes[:3]]) == (3, 0)
+    # Delivered again with two new ones, and one of them twice in the same list.
+    again = [*envelopes, envelopes[4]]
+    assert run_many(subscription, [(e, 1) for e in again]) == (2, 4)
+    assert sorted(_handled()) == [f"d{i}" for i in range(5)]
+    assert InboxEntry.objects.filter(handler=TALLY).count() == 5
+
+
+def test_a_failing_event_is_retried_alone_and_the_rest_of_its_batch_is_handled(worker: object) -> None:
+    failures_left["f7"] = 2  # refused with its batch, then twice alone, then handled (max_attempts=3)
+    keys = _tallies(20, prefix="f")
+    relay_all()
+
+    wait_for(lambda: len(_handled()) == 20, timeout=30, message="20 tallies")
+    assert sorted(_handled()) == sorted(keys)
+    assert not DeadLetter.objects.exists()
+    assert InboxEntry.objects.get(handler=TALLY, event_id__in=_ids_of("f7")).attempt == 3
+    assert all(calls[k] >= 1 for k in keys)
+
+
+def test_an_event_failing_every_time_is_a_dead_letter_of_its_own(worker: object) -> None:
+    failures_left["g3"] = -1
+    keys = _tallies(12, prefix="g")
+    relay_all()
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(handler=TALLY).first(), timeout=30, message="the dead letter")
+    wait_for(lambda: len(_handled()) == 11, timeout=30, message="11 tallies")
+    assert sorted(_handled()) == sorted(k for k in keys if k != "g3")
+    assert dead.attempts == 3 and "tally refuses g3" in dead.reason
+    assert str(dead.event_id) in _ids_of("g3")
+    assert DeadLetter.objects.count() == 1
+
+
+def test_an_ordered_batch_handler_gets_each_subject_in_order(worker: object) -> None:
+    plan = [(f"s{i % 8}", i // 8 + 1) for i in range(8 * 30)]  # 8 subjects interleaved, 30 steps each
+    with transaction.atomic():
+        for subject, n in plan:
+            publish(Trail, {"n": n}, subject=subject, sequence=n)
+    relay_all()
+
+    wait_for(lambda: Notification.objects.filter(kind="trail").count() == 240, timeout=60, message="240 trail steps")
+    seen: dict[str, list[int]] = defaultdict(list)
+    for body in Notification.objects.filter(kind="trail").order_by("pk").values_list("body", flat=True):
+        subject, n = body.rsplit(":", 1)
+        seen[subject].append(int(n))
+    assert seen == {f"s{i}": list(range(1, 31)) for i in range(8)}
+    sizes = [int(b) for b in Notification.objects.filter(kind="trail-call").values_list("body", flat=True)]
+    assert sum(sizes) == 240 and max(sizes) > 1, sizes
+
+
+def _ids_of(key: str) -> set[str]:
+    from events.models import StoredEvent
+
+    return {str(e.event_id) for e in StoredEvent.objects.filter(event_type="Tally") if e.data.get("key") == key}
