@@ -13,7 +13,8 @@ Guarantees:
 - Events for one handler travel together in one task, flushed as soon as no further message is
   waiting on the connection, when `EVENTS_CONSUMER_BATCH_SIZE` are waiting, or at the latest
   `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox row, retry and
-  dead letter.
+  dead letter. While tasks sent before are still queued (the service's workers are busy) the
+  batch waits for them and grows, up to `EVENTS_CONSUMER_MAX_HOLD_MS` after its first event.
 - A message whose content cannot be used, for whatever reason (not JSON, nested too deep, a
   timestamp out of range, an unknown type or version, data not matching its schema, no handler
   in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # A batch is flushed before its events add up to this much, keeping each task message small.
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+# While a batch is held (see `_flush_unless_backed_up`), how often the consumer looks again.
+HOLD_POLL_SECONDS = 0.005
 
 
 class EventConsumer(ConsumerMixin):
@@ -63,6 +66,7 @@ class EventConsumer(ConsumerMixin):
         prefetch: int,
         lanes: int = 4,
         ordered_prefetch: int = 200,
+        hold: float = 0.0,
     ) -> None:
         from events import subscriptions
         from events.ordered import Lanes
@@ -71,6 +75,7 @@ class EventConsumer(ConsumerMixin):
         self.services = services
         self.batch_size = batch_size
         self.window = window
+        self.hold = hold
         self.prefetch = prefetch
         self.ordered_prefetch = ordered_prefetch
         self.ordered_services = [service for service in services if subscriptions.has_ordered(service)]
@@ -85,6 +90,9 @@ class EventConsumer(ConsumerMixin):
         self._live: Connection | None = None  # the connection consumed from (ConsumerMixin uses a clone)
         self._flushing = False
         self._held: list[tuple[Any, str, Message]] = []  # (on_message or on_ordered, service, message)
+        self._holding = False  # the buffered batch waits for the handler tasks queued before it
+        self._probe: Any = None  # a channel for asking the broker how many handler tasks are still queued
+        self._probed: tuple[float, bool] = (0.0, False)
 
     # -- kombu.mixins.ConsumerMixin
     def get_consumers(self, consumer_cls: type[Consumer], channel: Any) -> list[Consumer]:
@@ -136,6 +144,8 @@ class EventConsumer(ConsumerMixin):
             self.lanes.reset()
         self._recovering = 0
         self._waiting.clear()
+        self._holding = False
+        self._probe = None
 
     def consume(self, limit: int | None = None, timeout: float | None = None, safety_interval: float = 1, **kwargs: Any):  # noqa: ANN201
         with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
@@ -147,15 +157,17 @@ class EventConsumer(ConsumerMixin):
                 wait = safety_interval
                 if self.lanes is not None and self.lanes.busy:
                     wait = 0.005  # ordered work in the lanes: come back soon to ack what they finish
+                if buffered:
+                    wait = HOLD_POLL_SECONDS if self._holding else 0
                 try:
-                    conn.drain_events(timeout=0 if buffered else wait)
+                    conn.drain_events(timeout=wait)
                 except TimeoutError:
                     if buffered:
-                        self.flush()
+                        self._flush_unless_backed_up(conn)
                     else:
                         conn.heartbeat_check()
                 if self._first_buffered_at is not None and time.monotonic() - self._first_buffered_at >= self.window:
-                    self.flush()
+                    self._flush_unless_backed_up(conn)
                 if self.lanes is not None:
                     self._ack_ordered()
                 while self._held and not self._flushing:
@@ -414,6 +426,42 @@ class EventConsumer(ConsumerMixin):
             stage=DeadLetter.Stage.BROKER,
         )
 
+    def _flush_unless_backed_up(self, conn: Connection) -> None:
+        """Flush, unless handler tasks sent earlier are still queued and the batch may wait a little longer.
+
+        A task queued behind others is handled no sooner than they are: while they wait, the events
+        arriving meanwhile join this batch instead of making tasks of their own, at most
+        `EVENTS_CONSUMER_MAX_HOLD_MS` after its first event. Under load that makes fewer, larger
+        tasks (a batch handler's work per task hardly grows with its size); on a quiet bus nothing
+        is queued and the batch goes at once."""
+        first = self._first_buffered_at
+        if first is not None and time.monotonic() - first < self.hold and self._tasks_queued(conn):
+            self._holding = True
+            return
+        self.flush()
+
+    def _tasks_queued(self, conn: Connection) -> bool:
+        """Whether a task queue of the buffered handlers has tasks no worker has taken yet (asked at most every 5 ms)."""
+        from events import subscriptions
+        from events.topology import task_queue
+
+        now = time.monotonic()
+        if now - self._probed[0] < HOLD_POLL_SECONDS:
+            return self._probed[1]
+        queued = False
+        try:
+            if self._probe is None:
+                self._probe = conn.channel()
+            for service in {s.service for name in self._batches if (s := subscriptions.get(name)) is not None}:
+                if self._probe.queue_declare(queue=task_queue(service).name, passive=True).message_count:
+                    queued = True
+                    break
+        except Exception as exc:  # a queue not declared yet closes the channel: flush now, open another next time
+            logger.debug("could not ask for the handler tasks queued (%s)", exc)
+            self._probe = None
+        self._probed = (now, queued)
+        return queued
+
     def flush(self) -> None:
         """Queue the buffered events as handler tasks, then ack their messages; a refused publish is tried again."""
         from events import subscriptions
@@ -456,6 +504,8 @@ class EventConsumer(ConsumerMixin):
         self._unacked.clear()
         self._buffered_bytes = 0
         self._first_buffered_at = None
+        self._holding = False
+        self._probed = (0.0, False)
 
     @staticmethod
     def _task_publish_refused(exc: BaseException | None) -> bool:
@@ -532,6 +582,7 @@ class EventConsumerStep(bootsteps.StartStopStep):
             prefetch=settings.EVENTS_CONSUMER_PREFETCH,
             lanes=settings.EVENTS_ORDERED_LANES,
             ordered_prefetch=settings.EVENTS_ORDERED_PREFETCH,
+            hold=settings.EVENTS_CONSUMER_MAX_HOLD_MS / 1000,
         )
         self.thread = threading.Thread(target=self._run, args=(self.consumer,), name="event-consumer", daemon=True)
         self.thread.start()

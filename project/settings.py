@@ -182,6 +182,8 @@ EVENTS_RELAY_WAKE_ADDRESS = env.str("EVENTS_RELAY_WAKE_ADDRESS", default="127.0.
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=500)
 EVENTS_CONSUMER_BATCH_SIZE = env.int("EVENTS_CONSUMER_BATCH_SIZE", default=200)
 EVENTS_CONSUMER_BATCH_WINDOW_MS = env.float("EVENTS_CONSUMER_BATCH_WINDOW_MS", default=5.0)
+# While handler tasks sent before are still queued, a batch waits for them (growing) at most this long; 0: never.
+EVENTS_CONSUMER_MAX_HOLD_MS = env.float("EVENTS_CONSUMER_MAX_HOLD_MS", default=250.0)
 # Ordered handlers (`@subscribe(..., ordered=True)`): subjects are spread over this many lanes (threads) per worker.
 EVENTS_ORDERED_LANES = env.int("EVENTS_ORDERED_LANES", default=4)
 EVENTS_ORDERED_PREFETCH = env.int("EVENTS_ORDERED_PREFETCH", default=200)
