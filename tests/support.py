@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from celery import shared_task
+
 from events import Event, EventSchema, event_type, subscribe
 from notifications.models import Notification
 
@@ -279,3 +281,9 @@ def trail_batch_handler(events: list[Event[TrailV1]]) -> None:
     for event in events:
         time.sleep(0.0005)
         record("trail", event, f"{event.subject}:{event.data.n}")
+
+
+@shared_task(name="tests.pause")
+def pause(seconds: float) -> None:
+    """Keeps a pool process busy without touching the database."""
+    time.sleep(seconds)

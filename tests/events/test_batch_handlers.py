@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -12,9 +14,10 @@ from events.envelope import Envelope
 from events.handling import run_many
 from events.models import DeadLetter, InboxEntry
 from events.subscriptions import get
+from events.topology import task_queue
 from notifications.models import Notification
 from tests.conftest import relay_all
-from tests.support import Tally, Trail, calls, failures_left, wait_for
+from tests.support import Tally, Trail, calls, failures_left, pause, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,3 +106,23 @@ def _ids_of(key: str) -> set[str]:
     from events.models import StoredEvent
 
     return {str(e.event_id) for e in StoredEvent.objects.filter(event_type="Tally") if e.data.get("key") == key}
+
+
+def test_while_a_task_is_queued_the_next_batch_waits_for_it_and_grows(purge: None, processes: Any, monkeypatch: Any) -> None:
+    """One pool process, busy with a slow task: the events arriving one by one meanwhile travel in a few tasks,
+    not one task each."""
+    monkeypatch.setenv("EVENTS_CONSUMER_MAX_HOLD_MS", "10000")
+    worker = processes(
+        "worker", "-m", "celery", "-A", "project", "worker", "-Q", "testsvc", "-c", "1", "-n", "hold@%h", "--loglevel", "INFO"
+    )
+    wait_for(lambda: " ready." in worker.output(), timeout=60, message="the worker")
+    pause.apply_async((4.0,), queue=task_queue("testsvc"))
+    for i in range(30):
+        publish(Tally, {"key": f"h{i}"})
+        relay_all()
+        time.sleep(0.02)  # one by one, as a trickle
+
+    wait_for(lambda: len(_handled()) == 30, timeout=60, message="30 tallies")
+    sizes = [int(b) for b in Notification.objects.filter(kind="tally-call").values_list("body", flat=True)]
+    assert sum(sizes) == 30
+    assert len(sizes) <= 4, sizes  # perhaps the first alone (sent before the pause was taken), then the rest together

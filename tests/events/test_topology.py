@@ -18,6 +18,7 @@ def test_every_name_on_the_broker_follows_the_design() -> None:
         "tests.Slow",
         "tests.Tricky",
         "tests.Outage",
+        "tests.Tally",
     }
     assert {b.exchange.name for b in queue.bindings} == {"events"}
     assert queue.queue_arguments["x-dead-letter-exchange"] == "events.dlx"
