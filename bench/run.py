@@ -346,7 +346,7 @@ def measure_kombu_publish(broker_url: str, rows: list[Any]) -> dict[str, Any]:
     }
 
 
-def measure_relay(broker_url: str, n: int) -> dict[str, Any]:
+def measure_relay(broker_url: str, n: int, single_active: bool | None = None) -> dict[str, Any]:
     """(b) Relay.pump, the relay's own loop, until the log has nothing left to publish."""
     from django.conf import settings
     from kombu import Connection
@@ -372,7 +372,7 @@ def measure_relay(broker_url: str, n: int) -> dict[str, Any]:
             finally:
                 broker_time[0] += time.perf_counter() - started
 
-    relay = Relay(broker_url=broker_url, wake_address="")
+    relay = Relay(broker_url=broker_url, wake_address="", single_active=single_active)
     with Connection(broker_url) as connection:
         topology.declare(connection)
         publisher = TimedPublisher(connection)
@@ -408,6 +408,7 @@ def measure_relay(broker_url: str, n: int) -> dict[str, Any]:
         "publish_and_confirm_s": broker_time[0],
         "database_and_encoding_s": elapsed - broker_time[0],
         "queued": queued,
+        "single_active": relay.single_active,
         "how": f"Relay.pump (one batch in flight while the next is claimed) over {n} bulk-inserted rows "
         f"(EVENTS_RELAY_BATCH_SIZE={settings.EVENTS_RELAY_BATCH_SIZE}), exchange events -> bench.events",
     }
@@ -921,13 +922,16 @@ def report(results: dict[str, Any]) -> None:
     def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None) -> float | None:
         return x["rate"] / y["rate"] if x and y else None
 
-    rb, rd, rh = ratio(b, a), ratio(d, c), ratio(hist, b)
+    b1 = figures.get("b1")
+    rb, rb1, rd, rh = ratio(b, a), ratio(b1, a), ratio(d, c), ratio(hist, b)
     lat_met = None if lat is None else lat["p50_ms"] <= 10 and lat["p99_ms"] <= 30
     yes = {True: "yes", False: "no", None: "n/a"}
     rows = [
         ("(a) kombu publish, no confirms", rate(a, "a"), "baseline", "", "", ""),
         ("(b) relay publish, confirms", rate(b, "b"), f"{rb:.2f} x (a)" if rb else "", "", ">= 1.00 x (a)",
          yes[None if rb is None else rb >= 1.0]),
+        ("(b) single active relay", rate(b1, "b") if b1 else "PostgreSQL only", f"{rb1:.2f} x (a)" if rb1 else "", "",
+         ">= 1.00 x (a)", yes[None if rb1 is None else rb1 >= 1.0]),
         (f"(c) celery .delay -> done, {PRODUCERS}p", rate(c, "c"), "baseline", "", "", ""),
     ]  # fmt: skip
     for producers in PRODUCERS_ALSO:
@@ -1060,7 +1064,11 @@ def main() -> int:
                 results["figures"]["a"] = measure_kombu_publish(broker_url, rows)
             if "b" in PHASES:
                 log("(b) relay publish with confirms ...")
-                results["figures"]["b"] = measure_relay(broker_url, N)
+                results["figures"]["b"] = measure_relay(broker_url, N, single_active=False)
+                if results["machine"]["db_vendor"] == "postgresql":
+                    log("(b) the single active relay (EVENTS_RELAY_SINGLE_ACTIVE), publish with confirms ...")
+                    bench_stored_events(N, "relay", fetch=False)
+                    results["figures"]["b1"] = measure_relay(broker_url, N, single_active=True)
             if PHASES & {"c", "d", "m"}:
                 processes.start(
                     "worker",

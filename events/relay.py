@@ -11,6 +11,13 @@ Guarantees:
 - Several relays may run against PostgreSQL: each leases rows with `FOR UPDATE SKIP LOCKED`, and
   a row whose subject has an earlier unpublished row held by another relay waits, so events of
   one subject still leave in log order.
+- Or, with `EVENTS_RELAY_SINGLE_ACTIVE` (PostgreSQL), one relay publishes at a time: the one
+  holding a session-level advisory lock. It reads unpublished rows without leasing them (it
+  knows what it has in flight) and only writes the mark, saving a row version per event; the
+  others stand by, trying for the lock every poll, and the first to get it takes over as soon
+  as the active relay's database session ends (a crash, a kill, a lost connection). What was in
+  flight then is published again, which consumers absorb. A relay that loses its session stops
+  publishing until it holds the lock again.
 - The log never stops behind one row: a row that cannot be made into a message (a timestamp AMQP
   cannot carry, say) or whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is set aside with
   `rejected_reason` (shown in the admin) and the rows behind it flow on.
@@ -56,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 # The relay writes the frames of a batch to the socket in pieces of about this size.
 WRITE_BYTES = 256 * 1024
+# The PostgreSQL advisory lock of the single active relay (EVENTS_RELAY_SINGLE_ACTIVE): "events.relay" as a number.
+SINGLE_ACTIVE_LOCK = 0x6576656E74732E72
 
 
 class ConfirmTimeout(Exception):
@@ -167,6 +176,15 @@ class LogStatements:
         self.lease_sql = (
             f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s WHERE {position} IN ({pick}) RETURNING {columns}"
         )
+        # The single active relay reads rows as they are (leases of relays in the other mode are respected).
+        self.read_sql = (
+            f"SELECT {columns} FROM {self.table} WHERE {self.pending} AND (claimed_until IS NULL OR claimed_until < %s) "
+            f"ORDER BY {position} LIMIT %s"
+        )
+
+    def read(self, cursor: Any, now: datetime, limit: int) -> list[LeasedRow]:
+        cursor.execute(self.read_sql, [self._time(now), limit])
+        return [LeasedRow(*row) for row in cursor.fetchall()]
 
     def bookkeeping(self, cursor: Any) -> None:
         """Make this transaction's commit not wait for the disk (PostgreSQL).
@@ -342,6 +360,7 @@ class Relay:
         wake_address: str | None = None,
         confirm_timeout: float = 30.0,
         lease_seconds: float = 60.0,
+        single_active: bool | None = None,
     ) -> None:
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
@@ -354,6 +373,9 @@ class Relay:
         self.lease = timedelta(seconds=max(lease_seconds, 0.0))
         self.relay_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
+        self.single_active = settings.EVENTS_RELAY_SINGLE_ACTIVE if single_active is None else single_active
+        self._lock_session: Any = None  # the database session holding the single-active lock
+        self._in_flight: set[int] = set()  # single active: sent, not yet marked or given back
 
     # -- hooks
     def on_confirmed(self, positions: list[int]) -> None:
@@ -413,6 +435,7 @@ class Relay:
         for position, reason in set_aside.items():
             logger.error("event #%s set aside, not published: %s", position, reason)
             StoredEvent.objects.filter(position=position).update(rejected_reason=reason, claimed_until=None)
+            self._in_flight.discard(position)
         return len(rows), len(outgoing) - len(unsendable)
 
     @staticmethod
@@ -432,12 +455,42 @@ class Relay:
         """
         sql = LogStatements.of(db_connection)
         now = datetime.now(UTC)
+        if self.single_active and sql.postgres:
+            return self._read_as_the_active_relay(sql, now)
         with transaction.atomic(), db_connection.cursor() as cursor:
             sql.bookkeeping(cursor)
             rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
                 rows = self._in_subject_order(cursor, sql, rows, now)
         return rows
+
+    def _read_as_the_active_relay(self, sql: LogStatements, now: datetime) -> list[LeasedRow]:
+        """Single active: the next unpublished rows not in flight, one statement, no lease; none while standing by."""
+        if not self._holds_lock():
+            return []
+        with db_connection.cursor() as cursor:
+            rows = sql.read(cursor, now, self.batch_size + len(self._in_flight))
+        rows = [row for row in rows if row.position not in self._in_flight][: self.batch_size]
+        self._in_flight.update(row.position for row in rows)
+        return rows
+
+    def _holds_lock(self) -> bool:
+        """Whether this relay is the active one: it holds the advisory lock on its current database session."""
+        db_connection.ensure_connection()
+        session = db_connection.connection
+        if session is self._lock_session:
+            return True
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [SINGLE_ACTIVE_LOCK])
+            held = bool(cursor.fetchone()[0])
+        if held:
+            self._lock_session = session
+            self._in_flight.clear()  # nothing is in flight on a session that is new
+            logger.info("relay %s is the active relay", self.relay_id)
+        elif self._lock_session is not False:
+            logger.info("relay %s stands by: another relay is active", self.relay_id)
+            self._lock_session = False
+        return held
 
     def _in_subject_order(self, cursor: Any, sql: LogStatements, rows: list[LeasedRow], now: datetime) -> list[LeasedRow]:
         """Give back rows whose subject has an earlier unpublished row that this relay is not sending."""
@@ -456,9 +509,15 @@ class Relay:
         with transaction.atomic(), db_connection.cursor() as cursor:
             sql.bookkeeping(cursor)
             sql.mark_published(cursor, positions, datetime.now(UTC))
+        self._in_flight.difference_update(positions)
 
     def _release(self, positions: Iterable[int] | None = None) -> None:
         """Give leased, unpublished rows back (all of this relay's when `positions` is None)."""
+        if positions is None:
+            self._in_flight.clear()
+        else:
+            positions = list(positions)
+            self._in_flight.difference_update(positions)
         rows = StoredEvent.objects.filter(claimed_by=self.relay_id, published_at__isnull=True)
         if positions is not None:
             rows = rows.filter(position__in=list(positions))

@@ -179,6 +179,8 @@ EVENTS_MAX_MESSAGE_BYTES = env.int("EVENTS_MAX_MESSAGE_BYTES", default=256 * 102
 EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
 EVENTS_RELAY_POLL_SECONDS = env.float("EVENTS_RELAY_POLL_SECONDS", default=1.0)
 EVENTS_RELAY_WAKE_ADDRESS = env.str("EVENTS_RELAY_WAKE_ADDRESS", default="127.0.0.1:8765")
+# PostgreSQL: one relay publishes at a time (an advisory lock), the others stand by; it reads rows without leasing them.
+EVENTS_RELAY_SINGLE_ACTIVE = env.bool("EVENTS_RELAY_SINGLE_ACTIVE", default=False)
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=500)
 EVENTS_CONSUMER_BATCH_SIZE = env.int("EVENTS_CONSUMER_BATCH_SIZE", default=200)
 EVENTS_CONSUMER_BATCH_WINDOW_MS = env.float("EVENTS_CONSUMER_BATCH_WINDOW_MS", default=5.0)
