@@ -280,7 +280,8 @@ def bench_stored_events(n: int, phase: str, fetch: bool = True) -> list[Any]:
     """N unpublished rows as `publish` would write them (bulk-inserted: setup, not measured)."""
     from bench.benchapp.events import BenchPing
     from events import tracing
-    from events.models import StoredEvent, envelope_of
+    from events.models import StoredEvent
+    from events.publishing import message_columns
 
     rows = []
     now = datetime.now(UTC)
@@ -301,7 +302,7 @@ def bench_stored_events(n: int, phase: str, fetch: bool = True) -> list[Any]:
             "causation_id": "",
             "metadata": {"traceparent": context.traceparent},
         }
-        rows.append(StoredEvent(**columns, body=envelope_of(columns).to_json()))
+        rows.append(StoredEvent(**columns, **message_columns(columns)))
         if len(rows) >= 5000:
             StoredEvent.objects.bulk_create(rows, batch_size=500)
             rows = []

@@ -97,12 +97,21 @@ def encode_properties(properties: dict[str, Any]) -> bytes:
 
 
 def encode_publish(
-    channel_id: int, frame_max: int, exchange: str, routing_key: str, body: bytes, properties: dict[str, Any]
+    channel_id: int,
+    frame_max: int,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: dict[str, Any] | None,
+    encoded: bytes | None = None,
 ) -> bytes:
-    """The frames of one `basic.publish` (mandatory and immediate off) of `body` with `properties`."""
+    """The frames of one `basic.publish` (mandatory and immediate off) of `body` with `properties`, or with
+    properties already encoded by `encode_properties` (`encoded`)."""
     args = b"\x00\x00" + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
     method = _PUBLISH + args
-    header = _HEADER_CLASS + pack(">Q", len(body)) + encode_properties(properties)
+    if encoded is None:
+        encoded = encode_properties(properties or {})
+    header = _HEADER_CLASS + pack(">Q", len(body)) + encoded
     parts = [
         pack(">BHI", _METHOD, channel_id, len(method)),
         method,

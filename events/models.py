@@ -40,6 +40,9 @@ class StoredEvent(models.Model):
     # that the relay only moves bytes. Rows written before this column, or around `publish()`, have none:
     # the relay encodes those from the columns above.
     body = models.BinaryField(null=True, blank=True, editable=False)
+    # The message's AMQP properties (the content header's flags and property list), encoded with the body, so
+    # that the relay sends rows written by `publish()` without reading their columns. None: the relay encodes.
+    header = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position"]

@@ -23,6 +23,7 @@ from django.db import transaction
 from events import tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
+from events.frames import encode_properties
 from events.models import StoredEvent, envelope_of
 from events.observability import runs
 from events.registry import EventType
@@ -49,8 +50,8 @@ def publish(
     """
     columns = _columns(event_type, data, version, subject, sequence, correlation_id, source, timestamp)
     with transaction.atomic():
-        # The message body is encoded here, once, so that the relay only moves bytes.
-        stored = StoredEvent.objects.create(**columns, body=envelope_of(columns).to_json())
+        # The message (body and properties) is encoded here, once, so that the relay only moves bytes.
+        stored = StoredEvent.objects.create(**columns, **message_columns(columns))
         transaction.on_commit(nudge_relay)
     return stored
 
@@ -84,13 +85,24 @@ def publish_many(
         columns = _columns(
             event_type, event.data, version, event.subject, event.sequence, correlation_id, source, event.timestamp
         )
-        rows.append(StoredEvent(**columns, body=envelope_of(columns).to_json()))
+        rows.append(StoredEvent(**columns, **message_columns(columns)))
     if not rows:
         return []
     with transaction.atomic():
         stored = StoredEvent.objects.bulk_create(rows)
         transaction.on_commit(nudge_relay)
     return stored
+
+
+def message_columns(columns: dict[str, Any]) -> dict[str, bytes | None]:
+    """The `body` and `header` columns: the message as the relay will send it. A header AMQP cannot carry (a
+    text property over 255 bytes) is left to the relay, which sets the row aside saying why."""
+    envelope = envelope_of(columns)
+    try:
+        header = encode_properties(envelope.amqp_properties())
+    except Exception:
+        header = None
+    return {"body": envelope.to_json(), "header": header}
 
 
 def _columns(
