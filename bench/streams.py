@@ -108,6 +108,7 @@ class Load:
         interval = BATCH / rate
         next_index = [0]
         accepted, failed, statuses = [0], [0], {}
+        response_ms: list[float] = []
         start = time.monotonic() + 0.2
 
         def worker() -> None:
@@ -137,12 +138,15 @@ class Load:
                         ]
                     }
                     try:
+                        sent_at = time.perf_counter()
                         response = client.post(f"/api/couriers/{courier}/locations", json=body)
+                        took = (time.perf_counter() - sent_at) * 1000
                     except httpx.HTTPError:
                         with self.lock:
                             failed[0] += 1
                         continue
                     with self.lock:
+                        response_ms.append(took)
                         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                         if response.status_code == 202:
                             accepted[0] += response.json()["accepted"]
@@ -155,7 +159,14 @@ class Load:
         for thread in threads:
             thread.join(timeout=seconds * 10 + 60)
         elapsed = time.monotonic() - start
-        return {"accepted": accepted[0], "failed_requests": failed[0], "statuses": statuses, "elapsed_s": elapsed}
+        return {
+            "accepted": accepted[0],
+            "failed_requests": failed[0],
+            "statuses": statuses,
+            "elapsed_s": elapsed,
+            "response_p50_ms": percentile(response_ms, 50) if response_ms else None,
+            "response_p99_ms": percentile(response_ms, 99) if response_ms else None,
+        }
 
 
 class Sampler:
@@ -339,6 +350,8 @@ def main() -> int:
                     "accepted_rate": sent["accepted"] / sent["elapsed_s"],
                     "failed_requests": sent["failed_requests"],
                     "statuses": sent["statuses"],
+                    "response_p50_ms": sent["response_p50_ms"],
+                    "response_p99_ms": sent["response_p99_ms"],
                     "consumers": {},
                 }
                 published = publish_lags_ms(since)
@@ -362,7 +375,8 @@ def main() -> int:
                     for n, c in step["consumers"].items()
                 )
                 log(
-                    f"  accepted {step['accepted_rate']:.0f}/s ({sent['failed_requests']} failed requests); published "
+                    f"  accepted {step['accepted_rate']:.0f}/s ({sent['failed_requests']} failed requests), answered "
+                    f"p50/p99 {sent['response_p50_ms'] or 0:.0f}/{sent['response_p99_ms'] or 0:.0f} ms; published "
                     f"p50/p99 {step['published_lag_p50_ms'] or 0:.0f}/{step['published_lag_p99_ms'] or 0:.0f} ms; {summary}"
                 )
                 if not all(c["kept_up"] for c in step["consumers"].values()) or step["accepted_rate"] < 0.9 * rate:

@@ -3,9 +3,10 @@
 `api_auth` is what a router's state-changing operations pass as `auth=`. A client that sends no
 or wrong credentials gets 401 JSON. Checking a password costs a deliberately slow hash, and courier
 apps post many times a second, so a verified (username, password) pair is remembered in the cache
-for `API_BASIC_AUTH_CACHE_SECONDS`: a changed password or a deactivated user takes that long to
-apply. An API token (`Authorization: Bearer`) takes from its user's hourly call limit; Basic and
-the session do not.
+for `API_BASIC_AUTH_CACHE_SECONDS`, together with the user's stored password hash at the time: each
+request still loads the user, and a deactivated user or a changed password (a new stored hash)
+takes effect at once. An API token (`Authorization: Bearer`) takes from its user's hourly call
+limit; Basic and the session do not.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from accounts.auth import ApiTokenAuth
 class DjangoUserBasicAuth(HttpBasicAuth):
     def authenticate(self, request: HttpRequest, username: str, password: str) -> Any:
         key = "api-basic:" + hashlib.sha256(f"{settings.SECRET_KEY}\0{username}\0{password}".encode()).hexdigest()
-        user_id = cache.get(key)
-        if user_id is not None:
+        remembered = cache.get(key)
+        if isinstance(remembered, tuple) and len(remembered) == 2:
+            user_id, verified_hash = remembered
             user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-            if user is not None:
+            if user is not None and user.password == verified_hash:
                 return user
         user = authenticate(request, username=username, password=password)
         if user is None or not user.is_active:
             return None
-        cache.set(key, user.pk, settings.API_BASIC_AUTH_CACHE_SECONDS)
+        cache.set(key, (user.pk, user.password), settings.API_BASIC_AUTH_CACHE_SECONDS)
         return user
 
 

@@ -287,7 +287,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # (weather → forecasting, history, maps, and notifications for rain alerts). See README.md.
 INSTALLED_APPS += ["delivery", "tracking", "analytics", "restaurant", "weather", "forecasting", "history", "maps"]
 # A verified Basic-auth password is remembered this long (project/auth.py).
-API_BASIC_AUTH_CACHE_SECONDS = env.int("API_BASIC_AUTH_CACHE_SECONDS", default=60)
+API_BASIC_AUTH_CACHE_SECONDS = env.int("API_BASIC_AUTH_CACHE_SECONDS", default=3600)
 # How far ahead of the server's clock a courier's or station's time may be.
 DELIVERY_CLOCK_SKEW_SECONDS = env.float("DELIVERY_CLOCK_SKEW_SECONDS", default=30)
 # Location updates older than this when a consumer gets them are skipped and counted as late.

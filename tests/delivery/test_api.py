@@ -169,3 +169,17 @@ def test_a_body_that_is_not_json_is_400_and_a_non_json_content_type_415(client: 
     url = f"/api/couriers/{courier.pk}/locations"
     assert client.post(url, "{lat", content_type="application/json", **auth).status_code == 400
     assert client.post(url, "lat=1", content_type="application/x-www-form-urlencoded", **auth).status_code == 415
+
+
+def test_a_changed_password_or_a_deactivated_user_applies_at_once(client: Client) -> None:
+    courier, _ = streams.courier_with_delivery()
+    body = {"lat": 1, "lon": 2, "time": NOW.isoformat(), "sequence": 1}
+    assert post(client, courier.pk, body, streams.basic("rider")).status_code == 202  # now remembered
+    rider = courier.user
+    rider.set_password("changed")
+    rider.save()
+    assert post(client, courier.pk, {**body, "sequence": 2}, streams.basic("rider")).status_code == 401
+    assert post(client, courier.pk, {**body, "sequence": 3}, streams.basic("rider", "changed")).status_code == 202
+    rider.is_active = False
+    rider.save()
+    assert post(client, courier.pk, {**body, "sequence": 4}, streams.basic("rider", "changed")).status_code == 401
