@@ -101,7 +101,7 @@ class Load:
         self.sequences = sequences
         self.lock = threading.Lock()
 
-    def run(self, rate: int, seconds: float) -> dict[str, Any]:
+    def run(self, rate: int, seconds: float, new_connections: bool = False) -> dict[str, Any]:
         import httpx
 
         requests_total = max(1, round(rate * seconds / BATCH))
@@ -112,7 +112,9 @@ class Load:
         start = time.monotonic() + 0.2
 
         def worker() -> None:
-            with httpx.Client(base_url=self.base_url, auth=("bench", PASSWORD), timeout=30) as client:
+            # New connections per request spread the warm-up over every web worker (a kept-alive connection stays on one).
+            headers = {"Connection": "close"} if new_connections else {}
+            with httpx.Client(base_url=self.base_url, auth=("bench", PASSWORD), timeout=30, headers=headers) as client:
                 while True:
                     with self.lock:
                         k = next_index[0]
@@ -322,8 +324,8 @@ def main() -> int:
             wait_for(up, 60, "gunicorn", processes, interval=0.2)
             time.sleep(2)  # let the worker's consumer step declare and bind its queues
             load = Load(base_url, couriers, dict.fromkeys(couriers, 0))
-            log("warming up (one request per courier) ...")
-            load.run(rate=COURIERS * BATCH, seconds=1)
+            log("warming up (two requests per courier, each on a new connection) ...")
+            load.run(rate=COURIERS * BATCH, seconds=2, new_connections=True)
             from events.models import StoredEvent
 
             total_published = StoredEvent.objects.filter(event_type="LocationUpdated").count()
