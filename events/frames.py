@@ -18,7 +18,7 @@ from __future__ import annotations
 from struct import pack
 from typing import Any
 
-from amqp.serialization import _write_table
+from amqp.serialization import PROPERTY_CLASSES, _write_table
 
 # basic.publish: class 60, method 40; the content header of class 60.
 _PUBLISH = pack(">HH", 60, 40)
@@ -94,6 +94,12 @@ def encode_properties(properties: dict[str, Any]) -> bytes:
                 values.append(pack(">Q", value))
         bit -= 1
     return pack(">H", flags) + b"".join(values)
+
+
+def decode_properties(encoded: bytes) -> dict[str, Any]:
+    """The properties `encode_properties` encoded (py-amqp's own reader of a content header's property list)."""
+    properties, _ = PROPERTY_CLASSES[60](encoded, 0)
+    return dict(properties)
 
 
 def encode_publish(

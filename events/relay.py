@@ -54,7 +54,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from events import telemetry, topology
-from events.frames import encode_publish
+from events.frames import decode_properties, encode_publish
 from events.models import StoredEvent, envelope_of
 from events.observability import logs, metrics
 
@@ -460,8 +460,11 @@ class Relay:
         """The message of a leased row: as `publish()` stored it, or (rows older than its columns, or written around
         it) encoded now from the row's columns."""
         routing_key = f"{row.topic}.{row.event_type}"
-        if row.body is not None and row.header is not None and not telemetry.active():
-            return Outgoing(row.position, routing_key, bytes(row.body), None, bytes(row.header))
+        if row.body is not None and row.header is not None:
+            if not telemetry.active():
+                return Outgoing(row.position, routing_key, bytes(row.body), None, bytes(row.header))
+            # The publish span rewrites the traceparent header: the properties as a dict, from the stored bytes.
+            return Outgoing(row.position, routing_key, bytes(row.body), decode_properties(bytes(row.header)))
         columns = row.columns()
         envelope = envelope_of(columns)  # holds the timestamp to the envelope's rule, whatever the stored body says
         body = envelope.to_json() if row.body is None else bytes(row.body)

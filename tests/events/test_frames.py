@@ -9,7 +9,7 @@ import pytest
 from amqp.method_framing import frame_writer
 
 from events.envelope import Envelope
-from events.frames import encode_properties, encode_publish
+from events.frames import decode_properties, encode_properties, encode_publish
 
 
 class _Transport:
@@ -70,6 +70,16 @@ def test_frames_are_the_bytes_py_amqp_writes(body: bytes, frame_max: int, proper
 def test_properties_match_py_amqp() -> None:
     properties = _envelope_properties()
     assert encode_properties(properties) == amqp.Message(b"", **properties)._serialize_properties()
+
+
+def test_stored_properties_read_back_and_encode_to_the_same_bytes() -> None:
+    properties = _envelope_properties()
+    encoded = encode_properties(properties)
+    assert decode_properties(encoded) == properties
+    assert encode_properties(decode_properties(encoded)) == encoded
+    assert encode_publish(1, 4096, "events", "tests.Ping", b"{}", None, encoded) == encode_publish(
+        1, 4096, "events", "tests.Ping", b"{}", properties
+    )
 
 
 @pytest.mark.parametrize(
