@@ -115,6 +115,10 @@ class PasswordAuth(HttpBasicAuth):
     def authenticate(self, request: HttpRequest, username: str, password: str) -> Any:
         from django.contrib.auth import authenticate
 
+        from project.auth import askable
+
+        if not askable(username):
+            return None
         return authenticate(request, username=username, password=password)
 
 

@@ -23,8 +23,16 @@ from ninja.security import HttpBasicAuth, django_auth
 from accounts.auth import ApiTokenAuth
 
 
+def askable(username: str) -> bool:
+    """Whether a username from a request can be looked up at all: PostgreSQL refuses text holding NUL, so such a
+    name is no user's, and the request is unauthenticated (401), not a server error."""
+    return "\x00" not in username
+
+
 class DjangoUserBasicAuth(HttpBasicAuth):
     def authenticate(self, request: HttpRequest, username: str, password: str) -> Any:
+        if not askable(username):
+            return None
         key = "api-basic:" + hashlib.sha256(f"{settings.SECRET_KEY}\0{username}\0{password}".encode()).hexdigest()
         remembered = cache.get(key)
         if isinstance(remembered, tuple) and len(remembered) == 2:

@@ -191,3 +191,11 @@ def test_an_employee_reads_their_payslips_with_a_token() -> None:
     assert [(p["period"], p["amount"], p["currency"]) for p in payslips] == [("2026-10", "2500.00", "EUR")]
     _, bob_key = make_user("bob")
     assert get("/api/payroll/payslips", bob_key).json() == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("credentials", [b"a\x00da:pw", b"\x00:\x00", b"ada:pw\x00"])
+def test_a_username_no_database_can_hold_is_401_not_a_server_error(credentials: bytes) -> None:
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+    response = Client().post("/api/tokens/", {}, content_type="application/json", headers=headers)
+    assert response.status_code == 401 and response["Content-Type"].startswith("application/json")

@@ -1,5 +1,6 @@
 """POST /api/couriers/{id}/locations: authentication, validation with clear 4xx JSON, what it publishes."""
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -82,7 +83,10 @@ def test_staff_may_post_for_any_courier_others_get_403(client: Client) -> None:
     assert post(client, courier.pk, body, streams.basic("dispatcher")).status_code == 202
 
 
-@pytest.mark.parametrize("auth", [None, "Basic " + "bm9ib2R5Om5vcGU=", "Bearer abc", "Basic %%%"])
+@pytest.mark.parametrize(
+    "auth",
+    [None, "Basic " + "bm9ib2R5Om5vcGU=", "Bearer abc", "Basic %%%", "Basic " + base64.b64encode(b"ri\x00der:pw").decode()],
+)
 def test_without_valid_credentials_401_json(client: Client, auth: str | None) -> None:
     courier, _ = streams.courier_with_delivery()
     response = post(client, courier.pk, {"lat": 1, "lon": 2, "time": NOW.isoformat(), "sequence": 1}, auth)
