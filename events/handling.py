@@ -141,6 +141,15 @@ def run_many(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> t
     return len(fresh), len(batch) - len(fresh)
 
 
+def raise_unless_events_can_run_alone(exc: BaseException) -> None:
+    """After a batch handler's list failed (`run_many`): raise what forbids running its events one at a time in the
+    same transaction (the database is gone, or the transaction can no longer commit); return otherwise."""
+    if connection_lost(exc):
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if transaction.get_rollback():
+        raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)") from exc
+
+
 def item(envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
     """One event as it travels in a handler task."""
     return {"event": envelope.to_dict(), "traceparent": envelope.traceparent, "attempt": attempt}
@@ -398,10 +407,7 @@ def _handle_batch(
                     counts.update({"handled": handled, "duplicates": duplicates})
                     return counts, failures, []
                 except Exception as exc:
-                    if connection_lost(exc):
-                        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-                    if transaction.get_rollback():
-                        raise BatchAborted("the transaction was marked for rollback (a savepoint was not rolled back)") from exc
+                    raise_unless_events_can_run_alone(exc)
                     logger.info("%s: its batch of %d failed (%r); each event runs on its own", subscription.name, len(batch), exc)
             for index, (envelope, attempt) in enumerate(batch):
                 if index and time.monotonic() > deadline:

@@ -40,6 +40,7 @@ import queue
 import threading
 import traceback
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ from events.handling import (
     backoff_seconds,
     connection_lost,
     max_attempts,
+    raise_unless_events_can_run_alone,
     run_many,
     run_once,
 )
@@ -97,7 +99,7 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
     (committed), and the failure that stopped the batch, if any. With `recorded_start`, the record of
     the (one) message's start goes in the same transaction as its handling. Once committed, what the
     batch did is logged as handler tasks report it: `{'handled': n, 'duplicates': m}`."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     done, failure = len(batch), None
     try:
         with transaction.atomic(), runs.batch():
@@ -117,11 +119,11 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
         raise
     if counts:
-        logger.info("ordered events committed: %s", counts)
+        logger.info("ordered events committed: %s", dict(counts))
     return done, failure
 
 
-def _handled_in_batches(batch: list[Work], counts: dict[str, int]) -> bool:
+def _handled_in_batches(batch: list[Work], counts: Counter[str]) -> bool:
     """Where batch handlers (`batch=True`) take part, first try the whole batch at once, in a savepoint: each batch
     handler gets its events as one list, in lane order (so each subject's in order), the other handlers run event
     by event. False if that is not for this batch, or if something failed (then nothing of it was written, and the
@@ -138,29 +140,23 @@ def _handled_in_batches(batch: list[Work], counts: dict[str, int]) -> bool:
                 lists.setdefault(subscription.name, (subscription, []))[1].append((envelope, 1))
             else:
                 singles.append((subscription, envelope))
-    found: dict[str, int] = {}
+    found: Counter[str] = Counter()
     try:
         with transaction.atomic():
             for subscription, envelopes in lists.values():
                 handled, duplicates = run_many(subscription, envelopes)
-                found["handled"] = found.get("handled", 0) + handled
-                found["duplicates"] = found.get("duplicates", 0) + duplicates
+                found.update(handled=handled, duplicates=duplicates)
             for subscription, envelope in singles:
-                outcome = "handled" if run_once(subscription, envelope) else "duplicates"
-                found[outcome] = found.get(outcome, 0) + 1
+                found["handled" if run_once(subscription, envelope) else "duplicates"] += 1
     except Exception as exc:
-        if connection_lost(exc):
-            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if transaction.get_rollback():
-            raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)") from exc
+        raise_unless_events_can_run_alone(exc)
         logger.info("ordered lane: a batch of %d failed as a whole (%r); its events run one at a time", len(batch), exc)
         return False
-    for outcome, count in found.items():
-        counts[outcome] = counts.get(outcome, 0) + count
+    counts.update(found)
     return True
 
 
-def _handle(index: int, work: Work, counts: dict[str, int]) -> Failure | None:
+def _handle(index: int, work: Work, counts: Counter[str]) -> Failure | None:
     for subscription, envelope in work.handlers:
         if subscription.name in work.given_up:
             continue
@@ -172,8 +168,7 @@ def _handle(index: int, work: Work, counts: dict[str, int]) -> Failure | None:
             return Failure(index, subscription, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if transaction.get_rollback():
             raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)")
-        outcome = "handled" if handled else "duplicates"
-        counts[outcome] = counts.get(outcome, 0) + 1
+        counts["handled" if handled else "duplicates"] += 1
     return None
 
 
