@@ -18,7 +18,7 @@ from typing import Any
 
 import pydantic
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, router, transaction
 
 from events import tracing
 from events.envelope import check_timestamp, unstorable
@@ -49,11 +49,46 @@ def publish(
     `timestamp` no envelope can carry (naive, or before 1970).
     """
     columns = _columns(event_type, data, version, subject, sequence, correlation_id, source, timestamp)
-    with transaction.atomic():
-        # The message (body and properties) is encoded here, once, so that the relay only moves bytes.
-        stored = StoredEvent.objects.create(**columns, **message_columns(columns))
-        transaction.on_commit(nudge_relay)
+    # The message (body and properties) is encoded here, once, so that the relay only moves bytes.
+    stored = StoredEvent(**columns, **message_columns(columns))
+    using = router.db_for_write(StoredEvent)
+    _insert(stored, using)
+    transaction.on_commit(nudge_relay, using=using)
     return stored
+
+
+def _insert(stored: StoredEvent, using: str) -> None:
+    """Write `stored` as `save()` would, without a savepoint and with a statement made once per database.
+
+    Inside the caller's transaction no savepoint is taken: like `Model.objects.create()`, a failed
+    insert (a (subject, sequence) already taken) fails that transaction. Each value is prepared by its
+    own field, as for `save()`; `pre_save`/`post_save` signals are not sent for event-log rows.
+    """
+    connection = connections[using]
+    if not connection.features.can_return_columns_from_insert:
+        stored.save(using=using, force_insert=True)
+        return
+    statement = _INSERT_STATEMENTS.get(using)
+    if statement is None:
+        statement = _INSERT_STATEMENTS[using] = _insert_statement(connection)
+    values = [field.get_db_prep_save(getattr(stored, field.attname), connection) for field in _INSERT_FIELDS]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        stored.position = cursor.fetchone()[0]
+    stored._state.adding = False
+    stored._state.db = using
+
+
+_INSERT_FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
+_INSERT_STATEMENTS: dict[str, str] = {}
+
+
+def _insert_statement(connection: Any) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in _INSERT_FIELDS)
+    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    table, pk = quote(StoredEvent._meta.db_table), quote(StoredEvent._meta.pk.column)
+    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"
 
 
 @dataclass(frozen=True)

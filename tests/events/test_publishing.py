@@ -27,6 +27,26 @@ def test_publish_appends_to_the_log_in_the_callers_transaction() -> None:
     assert row.metadata["traceparent"].startswith("00-")
 
 
+def test_publish_writes_one_statement_and_the_row_it_returns(django_assert_num_queries: Any) -> None:
+    with transaction.atomic():
+        with django_assert_num_queries(1) as captured:  # the INSERT: no savepoint around it
+            stored = publish(Ping, {"message": "hi", "priority": 2}, subject="ping-2", sequence=7)
+        assert "SAVEPOINT" not in captured.captured_queries[0]["sql"].upper()
+
+    row = StoredEvent.objects.get()
+    assert stored.pk == row.pk and not stored._state.adding
+    for field in StoredEvent._meta.concrete_fields:
+        assert getattr(row, field.attname) == getattr(stored, field.attname), field.name
+    assert (row.subject, row.sequence, row.claimed_by, row.rejected_reason) == ("ping-2", 7, "", "")
+    assert bytes(row.body) == stored.to_envelope().to_json()
+
+
+def test_publish_outside_a_transaction_commits_its_row() -> None:
+    stored = publish(Ping, {"message": "alone", "priority": 1})
+
+    assert StoredEvent.objects.get().event_id == stored.event_id
+
+
 def test_a_rolled_back_transaction_publishes_nothing() -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         publish(Ping, {"text": "never"}, version="1.0")
