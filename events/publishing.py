@@ -51,44 +51,8 @@ def publish(
     columns = _columns(event_type, data, version, subject, sequence, correlation_id, source, timestamp)
     # The message (body and properties) is encoded here, once, so that the relay only moves bytes.
     stored = StoredEvent(**columns, **message_columns(columns))
-    using = router.db_for_write(StoredEvent)
-    _insert(stored, using)
-    transaction.on_commit(nudge_relay, using=using)
+    _append([stored])
     return stored
-
-
-def _insert(stored: StoredEvent, using: str) -> None:
-    """Write `stored` as `save()` would, without a savepoint and with a statement made once per database.
-
-    Inside the caller's transaction no savepoint is taken: like `Model.objects.create()`, a failed
-    insert (a (subject, sequence) already taken) fails that transaction. Each value is prepared by its
-    own field, as for `save()`; `pre_save`/`post_save` signals are not sent for event-log rows.
-    """
-    connection = connections[using]
-    if not connection.features.can_return_columns_from_insert:
-        stored.save(using=using, force_insert=True)
-        return
-    statement = _INSERT_STATEMENTS.get(using)
-    if statement is None:
-        statement = _INSERT_STATEMENTS[using] = _insert_statement(connection)
-    values = [field.get_db_prep_save(getattr(stored, field.attname), connection) for field in _INSERT_FIELDS]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-        cursor.execute(statement, values)
-        stored.position = cursor.fetchone()[0]
-    stored._state.adding = False
-    stored._state.db = using
-
-
-_INSERT_FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
-_INSERT_STATEMENTS: dict[str, str] = {}
-
-
-def _insert_statement(connection: Any) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in _INSERT_FIELDS)
-    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
-    table, pk = quote(StoredEvent._meta.db_table), quote(StoredEvent._meta.pk.column)
-    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +73,7 @@ def publish_many(
     correlation_id: str | None = None,
     source: str | None = None,
 ) -> list[StoredEvent]:
-    """Append several events of one type in one statement, in the caller's transaction, in the order given.
+    """Append several events of one type in the caller's transaction, in the order given, one statement per 100.
 
     The same checks and errors as `publish()`, made for every event before anything is written; a
     (subject, sequence) already in the log fails the whole call with `IntegrityError`, as one
@@ -121,12 +85,59 @@ def publish_many(
             event_type, event.data, version, event.subject, event.sequence, correlation_id, source, event.timestamp
         )
         rows.append(StoredEvent(**columns, **message_columns(columns)))
-    if not rows:
-        return []
-    with transaction.atomic():
-        stored = StoredEvent.objects.bulk_create(rows)
-        transaction.on_commit(nudge_relay)
-    return stored
+    if rows:
+        _append(rows)
+    return rows
+
+
+def _append(rows: list[StoredEvent]) -> None:
+    """Insert `rows` in the caller's transaction (or one of their own) and nudge the relay after its commit.
+
+    No savepoint is taken: like `Model.objects.create()`, a failed insert (a (subject, sequence)
+    already taken) fails the caller's transaction. Each value is prepared by its own field, as by
+    `save()`; the statement, one per `_ROWS_PER_STATEMENT` rows, is made once per database and row
+    count. `pre_save`/`post_save` signals are not sent for event-log rows.
+    """
+    using = router.db_for_write(StoredEvent)
+    connection = connections[using]
+    with transaction.atomic(using=using, savepoint=False):
+        if connection.features.can_return_rows_from_bulk_insert:
+            size = min(_ROWS_PER_STATEMENT, connection.ops.bulk_batch_size(_FIELDS, rows))
+            with connection.cursor() as cursor:
+                for start in range(0, len(rows), size):
+                    chunk = rows[start : start + size]
+                    values = [
+                        field.get_db_prep_save(getattr(row, field.attname), connection) for row in chunk for field in _FIELDS
+                    ]
+                    cursor.execute(_insert_statement(connection, len(chunk)), values)
+                    for row, (position,) in zip(chunk, cursor.fetchall(), strict=True):
+                        row.position = position
+            for row in rows:
+                row._state.adding, row._state.db = False, using
+        else:
+            StoredEvent.objects.using(using).bulk_create(rows)
+        transaction.on_commit(nudge_relay, using=using)
+
+
+_FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
+_ROWS_PER_STATEMENT = 100
+_STATEMENTS: dict[tuple[str, int], str] = {}
+
+
+def _insert_statement(connection: Any, rows: int) -> str:
+    """`INSERT … VALUES (…), … RETURNING position` for `rows` rows (PostgreSQL and SQLite return them in that order)."""
+    statement = _STATEMENTS.get((connection.alias, rows))
+    if statement is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in _FIELDS)
+        placeholders = ", ".join(
+            connection.ops.binary_placeholder_sql(None) if field.get_internal_type() == "BinaryField" else "%s"
+            for field in _FIELDS
+        )
+        table, pk = quote(StoredEvent._meta.db_table), quote(StoredEvent._meta.pk.column)
+        values = ", ".join([f"({placeholders})"] * rows)
+        statement = _STATEMENTS[connection.alias, rows] = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}"
+    return statement
 
 
 def message_columns(columns: dict[str, Any]) -> dict[str, bytes | None]:
