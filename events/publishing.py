@@ -8,6 +8,7 @@ relay listens: the relay's polling is the safety net).
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import uuid
@@ -101,7 +102,10 @@ def _append(rows: list[StoredEvent]) -> None:
     using = router.db_for_write(StoredEvent)
     connection = connections[using]
     with transaction.atomic(using=using, savepoint=False):
-        if connection.features.can_return_rows_from_bulk_insert:
+        if connection.vendor == "postgresql" and len(rows) > 1:
+            with connection.cursor() as cursor:
+                _insert_as_json(cursor, rows)
+        elif connection.features.can_return_rows_from_bulk_insert:
             size = min(_ROWS_PER_STATEMENT, connection.ops.bulk_batch_size(_FIELDS, rows))
             with connection.cursor() as cursor:
                 for start in range(0, len(rows), size):
@@ -112,14 +116,45 @@ def _append(rows: list[StoredEvent]) -> None:
                     cursor.execute(_insert_statement(connection, len(chunk)), values)
                     for row, (position,) in zip(chunk, cursor.fetchall(), strict=True):
                         row.position = position
-            for row in rows:
-                row._state.adding, row._state.db = False, using
         else:
             StoredEvent.objects.using(using).bulk_create(rows)
+            return
+        for row in rows:
+            row._state.adding, row._state.db = False, using
         transaction.on_commit(nudge_relay, using=using)
 
 
+def _insert_as_json(cursor: Any, rows: list[StoredEvent]) -> None:
+    """PostgreSQL, several rows: one statement whose one parameter is the rows as a JSON array.
+
+    A multi-row `VALUES` list has a parameter per column and row, which the driver parses again for
+    each call (it caches statements of up to 50 parameters); this statement is the same for any
+    number of rows, and the server turns each JSON value into its column's type.
+    """
+    records = [{field.column: _json_value(getattr(row, field.attname)) for field in _FIELDS} for row in rows]
+    cursor.execute(_JSON_INSERT, [json.dumps(records, separators=(",", ":"))])
+    positions = dict((event_id, position) for position, event_id in cursor.fetchall())
+    for row in rows:
+        row.position = positions[row.event_id]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()  # bytea's hex input format
+    return value
+
+
 _FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
+_COLUMNS = ", ".join(f'"{field.column}"' for field in _FIELDS)
+_TABLE = f'"{StoredEvent._meta.db_table}"'
+_JSON_INSERT = (
+    f"INSERT INTO {_TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM json_populate_recordset(NULL::{_TABLE}, %s::json) "
+    'RETURNING "position", "event_id"'
+)
 _ROWS_PER_STATEMENT = 100
 _STATEMENTS: dict[tuple[str, int], str] = {}
 

@@ -136,7 +136,11 @@ def test_publish_many_returns_each_row_of_a_call_larger_than_one_statement() -> 
     rows = {row.position: row for row in StoredEvent.objects.filter(subject="big")}
     assert len(rows) == 250 and [s.sequence for s in stored] == list(range(250))
     assert [s.position for s in stored] == sorted(rows)  # in the order given
-    assert all(rows[s.position].event_id == s.event_id and not s._state.adding for s in stored)
+    for sent in stored:
+        row = rows[sent.position]
+        assert not sent._state.adding
+        for field in StoredEvent._meta.concrete_fields:  # every column as given, bytes and JSON included
+            assert getattr(row, field.attname) == getattr(sent, field.attname), field.name
 
 
 def test_publish_many_checks_every_event_before_writing_any() -> None:
