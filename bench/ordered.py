@@ -43,6 +43,7 @@ from bench.run import (  # noqa: E402
     PYTHON,
     RESULTS,
     Processes,
+    as_in_production,
     broker_admin,
     free_udp_port,
     fresh_database,
@@ -147,6 +148,7 @@ def main() -> int:
             "CELERY_BROKER_URL": broker_url,
             "EVENTS_RELAY_WAKE_ADDRESS": f"127.0.0.1:{free_udp_port()}",
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            **as_in_production(),
         }
         os.environ.update(env)
         processes = Processes(env, workdir)

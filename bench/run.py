@@ -187,6 +187,12 @@ def fresh_database(stack: ExitStack, workdir: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def as_in_production() -> dict[str, str]:
+    """The environment that makes the measured processes run as in production: DEBUG off (no query log, no debug
+    cursor), a secret key of their own; plain HTTP on loopback."""
+    return {"DEBUG": "False", "SECRET_KEY": secrets.token_urlsafe(50), "SECURE_SSL_REDIRECT": "False"}
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -1041,6 +1047,7 @@ def main() -> int:
             "EVENTS_RELAY_WAKE_ADDRESS": f"127.0.0.1:{free_udp_port()}",  # not the port of a relay of `make run`
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "BENCH_WORKDIR": str(workdir),
+            **as_in_production(),
         }
         os.environ.update(env)
         processes = Processes(env, workdir)

@@ -45,6 +45,7 @@ from bench.run import (  # noqa: E402
     PYTHON,
     RESULTS,
     Processes,
+    as_in_production,
     broker_admin,
     free_udp_port,
     fresh_database,
@@ -266,7 +267,7 @@ def main() -> int:
             "EVENTS_RELAY_WAKE_ADDRESS": f"127.0.0.1:{free_udp_port()}",
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "SIMULATION_ENABLED": "False",
-            "DEBUG": "True",
+            **as_in_production(),
         }
         os.environ.update(env)
         processes = Processes(env, workdir)
