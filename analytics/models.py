@@ -11,6 +11,9 @@ class DeliveryRoute(models.Model):
     first_at = models.DateTimeField(null=True)
     last_sequence = models.BigIntegerField(null=True)
     last_at = models.DateTimeField(null=True)
+    # The point at last_sequence, kept here so that positions arriving in order need no read of the route's points.
+    last_lat = models.FloatField(null=True, editable=False)
+    last_lon = models.FloatField(null=True, editable=False)
     late_skipped = models.PositiveIntegerField(default=0, help_text="Updates older than ANALYTICS_MAX_AGE_SECONDS on arrival.")
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,14 +1,14 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
 
 from analytics.models import DeliveryRoute, RoutePoint
 from delivery.geo import haversine_m
-from project.rows import lock_or_create
+from project.rows import insert_rows, lock_or_create, update_rows
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class RoutePosition:
     lon: float
     recorded_at: datetime
     late: bool = False
+
+
+class _Spot(NamedTuple):
+    lat: float
+    lon: float
 
 
 def _length(chain: Sequence[Any]) -> float:
@@ -43,7 +48,8 @@ def route_points_add(positions: Sequence[RoutePosition]) -> None:
     point before the new ones to the one after, old against new). The route rows are locked
     first, in the order of their ids, so concurrent handlers of one delivery take turns. A sequence
     already in the route changes nothing; late positions are only counted. Per delivery the work
-    is a handful of statements, however many positions it gets.
+    is a handful of statements, however many positions it gets, and none when they all come after
+    the route's last point (the route row holds it), as they do for this ordered handler.
     """
     ids = sorted({p.delivery_id for p in positions})
     routes = lock_or_create(DeliveryRoute, "delivery_id", dict.fromkeys(ids, {}))
@@ -57,29 +63,47 @@ def route_points_add(positions: Sequence[RoutePosition]) -> None:
         for position in mine:
             if not position.late:
                 candidates.setdefault(position.sequence, position)
-        points = RoutePoint.objects.filter(delivery_id=delivery_id)
-        known = set(points.filter(sequence__in=list(candidates)).values_list("sequence", flat=True)) if candidates else set()
-        added = sorted((p for s, p in candidates.items() if s not in known), key=lambda p: p.sequence)
-        if not added:
+        if not candidates:
             continue
+        if _appends(route, min(candidates)):
+            # The usual case (the handler is ordered): every new point comes after the last known one, which the
+            # route row holds, so nothing is read; none of them can be known yet.
+            added = sorted(candidates.values(), key=lambda p: p.sequence)
+            last = [] if route.last_sequence is None else [_Spot(route.last_lat, route.last_lon)]
+            old_path, new_path = last, [*last, *added]
+        else:
+            points = RoutePoint.objects.filter(delivery_id=delivery_id)
+            known = set(points.filter(sequence__in=list(candidates)).values_list("sequence", flat=True))
+            added = sorted((p for s, p in candidates.items() if s not in known), key=lambda p: p.sequence)
+            if not added:
+                continue
+            low, high = added[0].sequence, added[-1].sequence
+            before = points.filter(sequence__lt=low).order_by("-sequence").first()
+            after = points.filter(sequence__gt=high).order_by("sequence").first()
+            between = list(points.filter(sequence__gt=low, sequence__lt=high).order_by("sequence"))
+            ends = [p for p in (before, after) if p is not None]
+            old_path = sorted([*ends, *between], key=lambda p: p.sequence)
+            new_path = sorted([*ends, *between, *added], key=lambda p: p.sequence)
         low, high = added[0].sequence, added[-1].sequence
-        before = points.filter(sequence__lt=low).order_by("-sequence").first()
-        after = points.filter(sequence__gt=high).order_by("sequence").first()
-        between = list(points.filter(sequence__gt=low, sequence__lt=high).order_by("sequence"))
-        ends = [p for p in (before, after) if p is not None]
-        old_path = sorted([*ends, *between], key=lambda p: p.sequence)
-        new_path = sorted([*ends, *between, *added], key=lambda p: p.sequence)
         route.distance_m += _length(new_path) - _length(old_path)
         route.points += len(added)
         if route.first_sequence is None or low < route.first_sequence:
             route.first_sequence, route.first_at = low, added[0].recorded_at
         if route.last_sequence is None or high > route.last_sequence:
             route.last_sequence, route.last_at = high, added[-1].recorded_at
+            route.last_lat, route.last_lon = added[-1].lat, added[-1].lon
         route.updated_at = now
         new_points += [
             RoutePoint(delivery_id=delivery_id, sequence=p.sequence, lat=p.lat, lon=p.lon, recorded_at=p.recorded_at)
             for p in added
         ]
-    RoutePoint.objects.bulk_create(new_points)
-    fields = ["points", "distance_m", "first_sequence", "first_at", "last_sequence", "last_at", "late_skipped", "updated_at"]
-    DeliveryRoute.objects.bulk_update(list(routes.values()), fields)
+    insert_rows(new_points)
+    fields = ["points", "distance_m", "first_sequence", "first_at", "last_sequence", "last_at", "last_lat", "last_lon"]
+    update_rows(list(routes.values()), [*fields, "late_skipped", "updated_at"])
+
+
+def _appends(route: DeliveryRoute, low: int) -> bool:
+    """Whether positions from sequence `low` on all come after the route's known points, whose last the row holds."""
+    if route.last_sequence is None:
+        return route.points == 0
+    return route.last_lat is not None and low > route.last_sequence

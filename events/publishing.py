@@ -8,7 +8,6 @@ relay listens: the relay's polling is the safety net).
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import uuid
@@ -21,7 +20,7 @@ import pydantic
 from django.conf import settings
 from django.db import connections, router, transaction
 
-from events import tracing
+from events import rowsets, tracing
 from events.envelope import check_timestamp, unstorable
 from events.errors import InvalidEventData
 from events.frames import encode_properties
@@ -125,36 +124,15 @@ def _append(rows: list[StoredEvent]) -> None:
 
 
 def _insert_as_json(cursor: Any, rows: list[StoredEvent]) -> None:
-    """PostgreSQL, several rows: one statement whose one parameter is the rows as a JSON array.
-
-    A multi-row `VALUES` list has a parameter per column and row, which the driver parses again for
-    each call (it caches statements of up to 50 parameters); this statement is the same for any
-    number of rows, and the server turns each JSON value into its column's type.
-    """
-    records = [{field.column: _json_value(getattr(row, field.attname)) for field in _FIELDS} for row in rows]
-    cursor.execute(_JSON_INSERT, [json.dumps(records, separators=(",", ":"))])
-    positions = dict((event_id, position) for position, event_id in cursor.fetchall())
+    """PostgreSQL, several rows: one statement whose one parameter is the rows as a JSON array (events/rowsets.py)."""
+    cursor.execute(_JSON_INSERT, [rowsets.as_json(rows, _FIELDS)])
+    positions = {event_id: position for position, event_id in cursor.fetchall()}
     for row in rows:
         row.position = positions[row.event_id]
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return "\\x" + bytes(value).hex()  # bytea's hex input format
-    return value
-
-
 _FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
-_COLUMNS = ", ".join(f'"{field.column}"' for field in _FIELDS)
-_TABLE = f'"{StoredEvent._meta.db_table}"'
-_JSON_INSERT = (
-    f"INSERT INTO {_TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM json_populate_recordset(NULL::{_TABLE}, %s::json) "
-    'RETURNING "position", "event_id"'
-)
+_JSON_INSERT = rowsets.insert_statement(StoredEvent, _FIELDS, returning=("position", "event_id"))
 _ROWS_PER_STATEMENT = 100
 _STATEMENTS: dict[tuple[str, int], str] = {}
 

@@ -5,6 +5,11 @@ from typing import Any, TypeVar
 
 from django.db import models
 
+from events.rowsets import insert as insert_rows
+from events.rowsets import update as update_rows
+
+__all__ = ["insert_rows", "lock_or_create", "update_rows"]
+
 M = TypeVar("M", bound=models.Model)
 
 

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from delivery.geo import haversine_m
-from project.rows import lock_or_create
+from project.rows import insert_rows, lock_or_create, update_rows
 from restaurant.models import DeliveryProgress, Transition
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def progress_updates(updates: Sequence[ProgressUpdate]) -> list[list[str]]:
                 setattr(progress, f"{milestone}_sequence", update.sequence)
                 setattr(progress, f"{milestone}_at", update.recorded_at)
     fields = [f"{m}_{suffix}" for m in DeliveryProgress.MILESTONES for suffix in ("sequence", "at")]
-    DeliveryProgress.objects.bulk_update(list(changed.values()), [*fields, "late_skipped", "updated_at"])
-    Transition.objects.bulk_create(transitions)
+    update_rows(list(changed.values()), [*fields, "late_skipped", "updated_at"])
+    insert_rows(transitions)
     for transition in transitions:
         logger.info("delivery %s: %s", transition.delivery_id, transition.milestone.replace("_", " "))
     return results

@@ -6,7 +6,7 @@ from typing import Literal
 from django.db import transaction
 from django.utils import timezone
 
-from project.rows import lock_or_create
+from project.rows import lock_or_create, update_rows
 from tracking.models import DeliveryPosition
 
 Outcome = Literal["updated", "older", "same", "late"]
@@ -65,7 +65,7 @@ def positions_update(updates: Sequence[PositionUpdate]) -> list[Outcome]:
             outcomes.append("updated")
         changed[update.delivery_id] = position
     if changed:
-        DeliveryPosition.objects.bulk_update(
+        update_rows(
             list(changed.values()),
             ["courier_id", "sequence", "lat", "lon", "recorded_at", "updated_at", "older_ignored", "late_skipped"],
         )

@@ -2,6 +2,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics.models import DeliveryRoute
 from analytics.services import route_point_add
@@ -67,3 +69,33 @@ def test_shuffled_positions_in_lists_of_several_deliveries_give_the_figures_of_o
         assert route.distance_m == pytest.approx(streams.path_length_m(positions), rel=1e-9)
         assert (route.points, route.first_sequence, route.last_sequence) == (40, 1, 40)
         assert route.late_skipped == (1 if delivery_id == "a" else 0)
+
+
+def test_positions_after_the_last_point_read_no_points() -> None:
+    from analytics.models import RoutePoint
+    from analytics.services import RoutePosition, route_points_add
+
+    positions = streams.route(start=START, count=30)
+    batches = [positions[:10], positions[10:20], positions[20:]]
+    for batch in batches:
+        with CaptureQueriesContext(connection) as captured:
+            route_points_add([RoutePosition("in-order", p.sequence, p.lat, p.lon, p.time) for p in batch])
+        statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+        # Lock (and, the first time, create) the route, insert the points, write the route: no read of route points.
+        assert len(statements) <= 4, statements
+        assert not [sql for sql in statements if sql.startswith("SELECT") and "analytics_routepoint" in sql]
+    route = DeliveryRoute.objects.get(delivery_id="in-order")
+    assert route.distance_m == pytest.approx(streams.path_length_m(positions), rel=1e-9)
+    assert (route.points, route.last_lat, route.last_lon) == (30, positions[-1].lat, positions[-1].lon)
+    assert RoutePoint.objects.filter(delivery_id="in-order").count() == 30
+
+
+def test_a_route_without_its_last_point_on_the_row_reads_the_points() -> None:
+    positions = streams.route(start=START, count=20)
+    feed(positions[:10], "older")
+    DeliveryRoute.objects.filter(delivery_id="older").update(last_lat=None, last_lon=None)  # a row of before the columns
+
+    route = feed(positions[10:], "older")
+
+    assert route.distance_m == pytest.approx(streams.path_length_m(positions), rel=1e-9)
+    assert (route.last_lat, route.last_lon) == (positions[-1].lat, positions[-1].lon)

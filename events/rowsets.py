@@ -1,0 +1,102 @@
+"""Many rows in one statement on PostgreSQL, however many: the rows travel as one JSON parameter.
+
+Guarantee: a row written or updated here holds the values the ORM would have written for the same
+model instance (each column is converted by PostgreSQL from its JSON value into its own type).
+
+Why: a multi-row `VALUES` list has one parameter per column and row. The ORM compiles it for each
+call, and psycopg parses it again each time, because it caches only statements with at most 50
+parameters. With `json_populate_recordset(NULL::<table>, %s)` the statement is the same for any
+number of rows, and the JSON is encoded in C. Other databases use the ORM's `bulk_create` and
+`bulk_update`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django.db import connections, models, router
+
+
+def json_value(value: Any) -> Any:
+    """A column's value as JSON that PostgreSQL's input function for the column's type reads back as that value."""
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()  # bytea's hex input format
+    return value
+
+
+def as_json(objs: Sequence[models.Model], fields: Sequence[models.Field]) -> str:
+    return json.dumps(
+        [{field.column: json_value(getattr(obj, field.attname)) for field in fields} for obj in objs],
+        separators=(",", ":"),
+        allow_nan=False,  # JSON has no NaN or infinity: refused here, with the value named, not by the server
+    )
+
+
+def _names(model: type[models.Model], fields: Sequence[models.Field]) -> tuple[str, str]:
+    return f'"{model._meta.db_table}"', ", ".join(f'"{field.column}"' for field in fields)
+
+
+def insert_statement(model: type[models.Model], fields: Sequence[models.Field], returning: Sequence[str] = ()) -> str:
+    """`INSERT` of the rows of one JSON array parameter (PostgreSQL)."""
+    table, columns = _names(model, fields)
+    statement = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)"
+    if returning:
+        statement += " RETURNING " + ", ".join(f'"{column}"' for column in returning)
+    return statement
+
+
+def update_statement(model: type[models.Model], fields: Sequence[models.Field]) -> str:
+    """`UPDATE` of `fields` of the rows (by primary key) of one JSON array parameter (PostgreSQL)."""
+    table, _ = _names(model, fields)
+    pk = model._meta.pk.column
+    assignments = ", ".join(f'"{field.column}" = v."{field.column}"' for field in fields)
+    rows = f"json_populate_recordset(NULL::{table}, %s::json) AS v"
+    return f'UPDATE {table} SET {assignments} FROM {rows} WHERE {table}."{pk}" = v."{pk}"'
+
+
+def _concrete(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
+    return [model._meta.get_field(name) for name in names]
+
+
+def insert(objs: Sequence[models.Model]) -> None:
+    """Insert `objs` (all of one model, primary keys set by the database): like `bulk_create(objs)`, except that on
+    PostgreSQL the primary keys are not read back."""
+    if not objs:
+        return
+    model = type(objs[0])
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        model.objects.using(using).bulk_create(objs)
+        return
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            for obj in objs:
+                field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
+    with connection.cursor() as cursor:
+        cursor.execute(insert_statement(model, fields), [as_json(objs, fields)])
+
+
+def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
+    """Write the fields `names` of `objs` (all of one model, saved before): like `bulk_update(objs, names)`."""
+    if not objs:
+        return
+    model = type(objs[0])
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        model.objects.using(using).bulk_update(objs, names)
+        return
+    fields = _concrete(model, names)
+    with connection.cursor() as cursor:
+        cursor.execute(update_statement(model, fields), [as_json(objs, [model._meta.pk, *fields])])

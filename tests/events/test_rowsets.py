@@ -1,0 +1,79 @@
+"""events.rowsets writes what the ORM writes (JSON recordset on PostgreSQL, bulk_create/bulk_update elsewhere)."""
+
+import math
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from analytics.models import DeliveryRoute
+from events import rowsets
+from events.models import StoredEvent
+from restaurant.models import Transition
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(n: int, **changes) -> StoredEvent:
+    columns = {
+        "event_id": uuid.uuid4(),
+        "topic": "tests",
+        "event_type": "Ping",
+        "event_version": "1.0",
+        "source": "/tests",
+        "subject": f"s-{n}",
+        "sequence": n,
+        "timestamp": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        "data": {"text": f"n{n} \u00e9\u4e2d \\ \" '", "nested": {"list": [1, 2.5, None, True]}},
+        "metadata": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+        "body": bytes(range(256)) * 2,
+        "header": b"\x00\x01\xff",
+        **changes,
+    }
+    return StoredEvent(**columns)
+
+
+def test_insert_writes_every_column_as_the_orm_does() -> None:
+    mine = [_event(n) for n in range(3)] + [_event(3, body=None, header=None, sequence=None, subject="")]
+    theirs = [_event(n + 10) for n in range(3)]
+    rowsets.insert(mine)
+    StoredEvent.objects.bulk_create(theirs)
+
+    stored = {row.event_id: row for row in StoredEvent.objects.all()}
+    for sent in mine:
+        row = stored[sent.event_id]
+        for field in StoredEvent._meta.concrete_fields:
+            if not field.primary_key:
+                assert getattr(row, field.attname) == getattr(sent, field.attname), field.name
+
+
+def test_insert_sets_auto_now_add_times() -> None:
+    rowsets.insert([Transition(delivery_id="d", milestone="picked_up", sequence=1)])
+
+    assert Transition.objects.get().created_at is not None
+
+
+def test_update_writes_the_named_fields_only() -> None:
+    routes = [DeliveryRoute.objects.create(delivery_id=str(n)) for n in range(3)]
+    for n, route in enumerate(routes):
+        route.distance_m, route.last_sequence, route.last_at = 10.5 * n, n or None, datetime(2026, 5, 1, n, tzinfo=UTC)
+        route.points = 99  # not named: stays as stored
+    rowsets.update(routes, ["distance_m", "last_sequence", "last_at"])
+
+    for n, route in enumerate(DeliveryRoute.objects.order_by("delivery_id")):
+        assert (route.distance_m, route.last_sequence, route.last_at) == (
+            10.5 * n,
+            n or None,
+            datetime(2026, 5, 1, n, tzinfo=UTC),
+        )
+        assert route.points == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the JSON recordset is PostgreSQL's")
+def test_a_value_json_cannot_carry_is_refused_before_anything_is_written() -> None:
+    route = DeliveryRoute.objects.create(delivery_id="nan")
+    route.distance_m = math.nan
+    with pytest.raises(ValueError, match="JSON"):
+        rowsets.update([route], ["distance_m"])
+    assert DeliveryRoute.objects.get().distance_m == 0.0
