@@ -67,9 +67,10 @@ def _concrete(model: type[models.Model], names: Sequence[str]) -> list[models.Fi
     return [model._meta.get_field(name) for name in names]
 
 
-def insert(objs: Sequence[models.Model]) -> None:
-    """Insert `objs` (all of one model, primary keys set by the database): like `bulk_create(objs)`, except that on
-    PostgreSQL the primary keys are not read back."""
+def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
+    """Insert `objs` (all of one model, primary keys set by the database): like `bulk_create(objs)`. On PostgreSQL
+    the primary keys are read back only with `pks=True` (in the order of the rows, which the statement inserts
+    in the order of the array: the order `bulk_create` relies on for its `VALUES` list)."""
     if not objs:
         return
     model = type(objs[0])
@@ -83,8 +84,14 @@ def insert(objs: Sequence[models.Model]) -> None:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             for obj in objs:
                 field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
+    pk = model._meta.pk
     with connection.cursor() as cursor:
-        cursor.execute(insert_statement(model, fields), [as_json(objs, fields)])
+        cursor.execute(insert_statement(model, fields, returning=[pk.column] if pks else ()), [as_json(objs, fields)])
+        if pks:
+            for obj, (value,) in zip(objs, cursor.fetchall(), strict=True):
+                setattr(obj, pk.attname, value)
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, using
 
 
 def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:

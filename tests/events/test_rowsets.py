@@ -77,3 +77,14 @@ def test_a_value_json_cannot_carry_is_refused_before_anything_is_written() -> No
     with pytest.raises(ValueError, match="JSON"):
         rowsets.update([route], ["distance_m"])
     assert DeliveryRoute.objects.get().distance_m == 0.0
+
+
+def test_insert_reads_the_primary_keys_back_in_the_order_of_the_rows() -> None:
+    from events.models import InboxEntry
+
+    entries = [InboxEntry(source="/s", event_id=f"e-{n}", handler="h", attempt=n + 1) for n in range(60)]
+    rowsets.insert(entries, pks=True)
+
+    stored = InboxEntry.objects.in_bulk([entry.pk for entry in entries])
+    assert [stored[entry.pk].event_id for entry in entries] == [f"e-{n}" for n in range(60)]
+    assert all(not entry._state.adding and stored[entry.pk].processed_at is not None for entry in entries)
