@@ -16,6 +16,7 @@ between `MIN_TIMESTAMP` (the AMQP timestamp property counts unsigned seconds sin
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field, replace
@@ -36,9 +37,10 @@ CE_VERSION_EXTENSION = "eventversion"
 MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Escapes of text no database stores: NUL (PostgreSQL refuses it) and \uD800-\uDFFF (half of a
-# surrogate pair, which is fine, or a lone surrogate, which is not). Seen in a body, the parsed
-# content is checked string by string.
-UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
+# surrogate pair, which is fine, or a lone surrogate, which is not); and what Python reads as a
+# number that is not finite: NaN and Infinity (not JSON, but json.loads takes them) and exponents
+# of three digits or more. Seen in a body, the parsed content is checked value by value.
+UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])|NaN|Infinity|[eE][+-]?\d{3}")
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
@@ -59,7 +61,8 @@ def check_timestamp(value: Any) -> datetime:
 
 
 def unstorable(value: Any) -> str | None:
-    """Why `value` (JSON data) holds text no database can store, or None: a NUL character or a lone surrogate."""
+    """Why `value` (JSON data) holds what no database can store, or None: a NUL character, a lone surrogate, or a
+    number that is not finite (NaN or infinity, which JSON has no words for)."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -70,6 +73,8 @@ def unstorable(value: Any) -> str | None:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 return "a string holds a lone surrogate (half of a UTF-16 pair), which is not valid Unicode"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"a number is {item}, which JSON cannot carry"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

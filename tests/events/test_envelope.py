@@ -214,9 +214,11 @@ def test_a_cloudevent_timestamped_outside_the_rule_is_refused(when: str) -> None
         (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\udcff"), "lone surrogate"),
         (ORDER_PLACED_1_0.replace(b"USR789", b"USR\\u0000"), "NUL character"),
         (ORDER_PLACED_1_0.replace(b'"userId"', b'"user\\u0000Id"'), "NUL character"),
-        (b'{"eventType": 1e999999}', "must be a string|missing required fields"),
+        (b'{"eventType": 1e999999}', "must be a string|missing required fields|JSON cannot carry"),
+        (ORDER_PLACED_1_0.replace(b'"USR789"', b"NaN"), "nan, which JSON cannot carry"),
+        (ORDER_PLACED_1_0.replace(b'"USR789"', b"1e999"), "inf, which JSON cannot carry"),
     ],
-    ids=["deeply-nested", "bad-utf8", "escaped-lone-surrogate", "nul", "nul-in-a-key", "huge-number"],
+    ids=["deeply-nested", "bad-utf8", "escaped-lone-surrogate", "nul", "nul-in-a-key", "huge-number", "nan", "infinity"],
 )
 def test_content_that_breaks_a_parser_is_malformed_not_an_unexpected_error(body: bytes, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):

@@ -143,6 +143,18 @@ def test_publish_many_returns_each_row_of_a_call_larger_than_one_statement() -> 
             assert getattr(row, field.attname) == getattr(sent, field.attname), field.name
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_json_cannot_carry_is_refused_before_anything_is_written(number: float) -> None:
+    from events.publishing import Publication, publish_many
+    from tests.support import Slow
+
+    with pytest.raises(InvalidEventData, match="JSON cannot carry"):
+        publish(Slow, {"key": "k", "seconds": number})
+    with pytest.raises(InvalidEventData, match="JSON cannot carry"):
+        publish_many(Slow, [Publication({"key": "a"}), Publication({"key": "b", "seconds": number})])
+    assert not StoredEvent.objects.exists()
+
+
 def test_publish_many_checks_every_event_before_writing_any() -> None:
     from events.publishing import Publication, publish_many
 
