@@ -73,7 +73,8 @@ def publish_many(
     correlation_id: str | None = None,
     source: str | None = None,
 ) -> list[StoredEvent]:
-    """Append several events of one type in the caller's transaction, in the order given, one statement per 100.
+    """Append several events of one type in the caller's transaction, in the order given, in one statement
+    (on SQLite, one per 100 events).
 
     The same checks and errors as `publish()`, made for every event before anything is written; a
     (subject, sequence) already in the log fails the whole call with `IntegrityError`, as one
@@ -94,9 +95,10 @@ def _append(rows: list[StoredEvent]) -> None:
     """Insert `rows` in the caller's transaction (or one of their own) and nudge the relay after its commit.
 
     No savepoint is taken: like `Model.objects.create()`, a failed insert (a (subject, sequence)
-    already taken) fails the caller's transaction. Each value is prepared by its own field, as by
-    `save()`; the statement, one per `_ROWS_PER_STATEMENT` rows, is made once per database and row
-    count. `pre_save`/`post_save` signals are not sent for event-log rows.
+    already taken) fails the caller's transaction. One row: an `INSERT` made once per database, each
+    value prepared by its own field as by `save()`. Several: on PostgreSQL one statement with the
+    rows as one JSON parameter (events/rowsets.py), elsewhere one `INSERT` per `_ROWS_PER_STATEMENT`
+    rows. `pre_save`/`post_save` signals are not sent for event-log rows.
     """
     using = router.db_for_write(StoredEvent)
     connection = connections[using]
@@ -117,7 +119,6 @@ def _append(rows: list[StoredEvent]) -> None:
                         row.position = position
         else:
             StoredEvent.objects.using(using).bulk_create(rows)
-            return
         for row in rows:
             row._state.adding, row._state.db = False, using
         transaction.on_commit(nudge_relay, using=using)

@@ -1,7 +1,10 @@
 """Many rows in one statement on PostgreSQL, however many: the rows travel as one JSON parameter.
 
 Guarantee: a row written or updated here holds the values the ORM would have written for the same
-model instance (each column is converted by PostgreSQL from its JSON value into its own type).
+model instance (each column is converted by PostgreSQL from its JSON value into its own type), for
+fields of the kinds the project uses: text, numbers, booleans, UUIDs, dates and times, bytes and
+JSON. A value of another kind (a timedelta, say) raises `TypeError` before anything is written, as
+does a number JSON cannot carry (NaN, infinity) `ValueError`.
 
 Why: a multi-row `VALUES` list has one parameter per column and row. The ORM compiles it for each
 call, and psycopg parses it again each time, because it caches only statements with at most 50
@@ -37,7 +40,7 @@ def as_json(objs: Sequence[models.Model], fields: Sequence[models.Field]) -> str
     return json.dumps(
         [{field.column: json_value(getattr(obj, field.attname)) for field in fields} for obj in objs],
         separators=(",", ":"),
-        allow_nan=False,  # JSON has no NaN or infinity: refused here, with the value named, not by the server
+        allow_nan=False,  # JSON has no NaN or infinity: refused here, not by the server
     )
 
 
