@@ -66,8 +66,11 @@ def update_statement(model: type[models.Model], fields: Sequence[models.Field]) 
     return f'UPDATE {table} SET {assignments} FROM {rows} WHERE {table}."{pk}" = v."{pk}"'
 
 
-def _concrete(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
-    return [model._meta.get_field(name) for name in names]
+def _destination(objs: Sequence[models.Model]) -> tuple[type[models.Model], str, Any]:
+    """The model of `objs`, the database alias it is written to and that database's connection."""
+    model = type(objs[0])
+    using = router.db_for_write(model)
+    return model, using, connections[using]
 
 
 def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
@@ -76,9 +79,7 @@ def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
     in the order of the array: the order `bulk_create` relies on for its `VALUES` list)."""
     if not objs:
         return
-    model = type(objs[0])
-    using = router.db_for_write(model)
-    connection = connections[using]
+    model, using, connection = _destination(objs)
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_create(objs)
         return
@@ -101,12 +102,10 @@ def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
     """Write the fields `names` of `objs` (all of one model, saved before): like `bulk_update(objs, names)`."""
     if not objs:
         return
-    model = type(objs[0])
-    using = router.db_for_write(model)
-    connection = connections[using]
+    model, using, connection = _destination(objs)
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_update(objs, names)
         return
-    fields = _concrete(model, names)
+    fields = [model._meta.get_field(name) for name in names]
     with connection.cursor() as cursor:
         cursor.execute(update_statement(model, fields), [as_json(objs, [model._meta.pk, *fields])])
