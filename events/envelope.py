@@ -37,10 +37,9 @@ CE_VERSION_EXTENSION = "eventversion"
 MAX_LENGTHS = {"eventType": 100, "eventVersion": 20, "eventId": 200, "source": 200, "subject": 200}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Escapes of text no database stores: NUL (PostgreSQL refuses it) and \uD800-\uDFFF (half of a
-# surrogate pair, which is fine, or a lone surrogate, which is not); and what Python reads as a
-# number that is not finite: NaN and Infinity (not JSON, but json.loads takes them) and exponents
-# of three digits or more. Seen in a body, the parsed content is checked value by value.
-UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])|NaN|Infinity|[eE][+-]?\d{3}")
+# surrogate pair, which is fine, or a lone surrogate, which is not). Seen in a body, the parsed
+# content is checked string by string.
+UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
@@ -81,6 +80,19 @@ def unstorable(value: Any) -> str | None:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return None
+
+
+def _not_a_number(name: str) -> float:
+    """json.loads reads NaN, Infinity and -Infinity, which are not JSON: refused."""
+    raise ValueError(f"{name} is a number JSON cannot carry")
+
+
+def _finite(literal: str) -> float:
+    """A JSON number too large for a float (1e999) would be read as infinity: refused."""
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:50]} is a number JSON cannot carry")
+    return value
 
 
 def check_storable(value: Any) -> None:
@@ -180,7 +192,7 @@ class Envelope:
         try:
             # Strict UTF-8: json.loads would let lone surrogates through.
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            body = json.loads(text)
+            body = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
         except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
             raise MalformedEvent(f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         if UNSTORABLE_ESCAPE.search(text):

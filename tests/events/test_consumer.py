@@ -192,8 +192,9 @@ def test_odd_timestamps_among_healthy_events_are_dead_letters_and_every_healthy_
         (_good("surrogate").replace(b'"surrogate"', b'"\\udcff"'), "lone surrogate"),
         (_good("nul").replace(b'"nul"', b'"a\\u0000b"'), "NUL character"),
         (_good("nul").replace(b'"1.0"', b'"9.9"').replace(b'"nul"', b'"a\\u0000b"'), "NUL character"),
+        (_good("nan").replace(b'"nan"', b"NaN"), "NaN is a number JSON cannot carry"),
     ],
-    ids=["deeply-nested", "offset-overflow", "lone-surrogate", "nul", "nul-and-unknown-version"],
+    ids=["deeply-nested", "offset-overflow", "lone-surrogate", "nul", "nul-and-unknown-version", "nan"],
 )
 def test_content_that_breaks_a_parser_is_dead_lettered_on_first_sight(
     worker: object, amqp: Connection, body: bytes, reason: str
