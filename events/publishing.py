@@ -132,7 +132,7 @@ def _insert_as_json(cursor: Any, rows: list[StoredEvent]) -> None:
         row.position = positions[row.event_id]
 
 
-_FIELDS = [field for field in StoredEvent._meta.concrete_fields if not field.primary_key]
+_FIELDS = rowsets.insert_fields(StoredEvent)
 _JSON_INSERT = rowsets.insert_statement(StoredEvent, _FIELDS, returning=("position", "event_id"))
 _ROWS_PER_STATEMENT = 100
 _STATEMENTS: dict[tuple[str, int], str] = {}

@@ -15,6 +15,7 @@ number of rows, and the JSON is encoded in C. Other databases use the ORM's `bul
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -73,6 +74,27 @@ def _destination(objs: Sequence[models.Model]) -> tuple[type[models.Model], str,
     return model, using, connections[using]
 
 
+@functools.cache
+def insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
+    """The columns an insert writes: every concrete field but the primary key, which the database sets."""
+    return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+
+
+@functools.cache
+def _insert_plan(model: type[models.Model], pks: bool) -> tuple[str, tuple[models.Field, ...]]:
+    """The statement of `insert()` for `model`, and the fields whose time `save()` sets (made once per model)."""
+    fields = insert_fields(model)
+    stamped = tuple(f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
+    return insert_statement(model, fields, returning=[model._meta.pk.column] if pks else ()), stamped
+
+
+@functools.cache
+def _update_plan(model: type[models.Model], names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+    """The statement of `update()` for `model` and `names`, and the fields its JSON carries (made once)."""
+    fields = [model._meta.get_field(name) for name in names]
+    return update_statement(model, fields), (model._meta.pk, *fields)
+
+
 def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
     """Insert `objs` (all of one model, primary keys set by the database): like `bulk_create(objs)`. On PostgreSQL
     the primary keys are read back only with `pks=True` (in the order of the rows, which the statement inserts
@@ -83,17 +105,16 @@ def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_create(objs)
         return
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    for field in fields:
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            for obj in objs:
-                field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
-    pk = model._meta.pk
+    statement, stamped = _insert_plan(model, pks)
+    for field in stamped:
+        for obj in objs:
+            field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
     with connection.cursor() as cursor:
-        cursor.execute(insert_statement(model, fields, returning=[pk.column] if pks else ()), [as_json(objs, fields)])
+        cursor.execute(statement, [as_json(objs, insert_fields(model))])
         if pks:
+            attname = model._meta.pk.attname
             for obj, (value,) in zip(objs, cursor.fetchall(), strict=True):
-                setattr(obj, pk.attname, value)
+                setattr(obj, attname, value)
     for obj in objs:
         obj._state.adding, obj._state.db = False, using
 
@@ -106,6 +127,6 @@ def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_update(objs, names)
         return
-    fields = [model._meta.get_field(name) for name in names]
+    statement, fields = _update_plan(model, tuple(names))
     with connection.cursor() as cursor:
-        cursor.execute(update_statement(model, fields), [as_json(objs, [model._meta.pk, *fields])])
+        cursor.execute(statement, [as_json(objs, fields)])
