@@ -64,7 +64,8 @@ def test_one_relay_publishes_while_the_other_stands_by_then_takes_over(amqp: Con
         with RelayThread(second):
             _publish(8, 10, first=11)
             wait_for(_all_published, timeout=30, message="the active relay to publish the second lot")
-            assert second._lock_session is False  # it stood by
+            # It stood by (it may try the lock only after the active relay has published everything).
+            wait_for(lambda: second._lock_session is False, timeout=30, message="the second relay to stand by")
             seen, total = _received(amqp)
             assert total == 160  # one relay: each event once
             active.__exit__()  # its database session ends, and with it the lock
