@@ -220,7 +220,7 @@ class EventConsumer(ConsumerMixin):
             envelope = telemetry.continued(decode_message(body, message.content_type, message.headers))
             logs.bind_event(envelope)
             event_type = registry.get(envelope.event_type)
-            event_type.validate(envelope.data, envelope.event_version)
+            validated = event_type.validate(envelope.data, envelope.event_version)
             matching = subscriptions.matching([service], event_type, ordered=ordered)
             if not matching and not ordered and subscriptions.matching([service], event_type, ordered=True):
                 # Routed here by a binding from before its handlers became ordered: they read it from their own queue.
@@ -232,9 +232,7 @@ class EventConsumer(ConsumerMixin):
             wanted: list[tuple[Any, dict[str, Any] | None, str]] = []
             for subscription in matching:
                 try:
-                    wanted.append(
-                        (subscription, event_type.convert(envelope.data, envelope.event_version, subscription.version), "")
-                    )
+                    wanted.append((subscription, event_type.convert(validated, envelope.event_version, subscription.version), ""))
                 except Exception as exc:
                     wanted.append((subscription, None, _reason(exc)))
         except Exception as exc:

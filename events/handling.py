@@ -106,29 +106,8 @@ def run_many(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> t
     validate = subscription.event_type.validate
     read = [(envelope, attempt, validate(envelope.data, envelope.event_version)) for envelope, attempt in batch]
     with transaction.atomic():
-        seen = set(
-            InboxEntry.objects.filter(
-                handler=subscription.name, event_id__in={envelope.event_id for envelope, _ in batch}
-            ).values_list("source", "event_id")
-        )
-        fresh = []
-        for envelope, attempt, data in read:
-            if (envelope.source, envelope.event_id) not in seen:
-                seen.add((envelope.source, envelope.event_id))
-                fresh.append((envelope, attempt, data))
+        fresh, inboxes = _claim_inbox(subscription, read)
         if fresh:
-            # A duplicate committed meanwhile by another worker fails this insert: the events then run one at a time.
-            inboxes = [
-                InboxEntry(
-                    source=envelope.source,
-                    event_id=envelope.event_id,
-                    handler=subscription.name,
-                    event_type=envelope.event_type,
-                    attempt=attempt,
-                )
-                for envelope, attempt, _ in fresh
-            ]
-            rowsets.insert(inboxes, pks=True)  # the ids: the batch's durations are written to these rows at its end
             envelopes = [envelope for envelope, _, _ in fresh]
             with (
                 telemetry.processing_batch(subscription.name, envelopes, subscription.event_type.routing_key),
@@ -138,6 +117,45 @@ def run_many(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> t
             if transaction.get_rollback():
                 raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
     return len(fresh), len(batch) - len(fresh)
+
+
+def _claim_inbox(
+    subscription: Subscription, read: list[tuple[Envelope, int, Any]]
+) -> tuple[list[tuple[Envelope, int, Any]], list[InboxEntry]]:
+    """Write the inbox rows of the events of `read` the handler has not handled yet; those events, and their rows
+    (with their ids: the batch's durations are written to them at its end)."""
+    seen: set[tuple[str, str]] = set()
+    once = []
+    for envelope, attempt, data in read:
+        if (envelope.source, envelope.event_id) not in seen:
+            seen.add((envelope.source, envelope.event_id))
+            once.append((envelope, attempt, data))
+    if connection.vendor == "postgresql":
+        # One statement: rows already there (handled before, or by another worker meanwhile) are left out.
+        rows = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once]
+        new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, ["event_id", "source", "handler"])}
+        fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) in new]
+        return fresh, [row for row in rows if (row.source, row.event_id) in new]
+    handled = set(
+        InboxEntry.objects.filter(handler=subscription.name, event_id__in={e.event_id for e, _, _ in once}).values_list(
+            "source", "event_id"
+        )
+    )
+    fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) not in handled]
+    # A duplicate committed meanwhile by another worker fails this insert: the events then run one at a time.
+    inboxes = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in fresh]
+    rowsets.insert(inboxes, pks=True)
+    return fresh, inboxes
+
+
+def _inbox_row(subscription: Subscription, envelope: Envelope, attempt: int) -> InboxEntry:
+    return InboxEntry(
+        source=envelope.source,
+        event_id=envelope.event_id,
+        handler=subscription.name,
+        event_type=envelope.event_type,
+        attempt=attempt,
+    )
 
 
 def raise_unless_events_can_run_alone(exc: BaseException) -> None:

@@ -107,8 +107,9 @@ class EventType:
 
         return decorator
 
-    def convert(self, data: Mapping[str, Any], from_version: str, to_version: str) -> dict[str, Any]:
-        """Validate `data` as `from_version` and return it as `to_version`'s JSON data."""
+    def convert(self, data: Mapping[str, Any] | pydantic.BaseModel, from_version: str, to_version: str) -> dict[str, Any]:
+        """Validate `data` as `from_version` (unless it is that version's model already) and return it as `to_version`'s
+        JSON data."""
         current = self.validate(data, from_version).model_dump(mode="json")
         self.schema(to_version)
         if from_version == to_version:

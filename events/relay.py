@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -184,8 +185,13 @@ class LogStatements:
         if self.postgres:
             pick += " FOR UPDATE SKIP LOCKED"
         self.pick = pick
+        # On PostgreSQL the relay's bookkeeping statements run on their own, each its own transaction, and say
+        # themselves that their commit need not wait for the disk (`set_config(…, true)` is `SET LOCAL`): one round
+        # trip each, instead of BEGIN, SET LOCAL, the statement and COMMIT.
+        self.unsynced = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unsynced" if self.postgres else ""
         self.lease_sql = (
-            f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s WHERE {position} IN ({pick}) RETURNING {columns}"
+            f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s{self.unsynced} "
+            f"WHERE {position} IN ({pick}) RETURNING {columns}"
         )
         # The single active relay reads rows as they are (leases of relays in the other mode are respected).
         self.read_sql = (
@@ -197,15 +203,9 @@ class LogStatements:
         cursor.execute(self.read_sql, [self._time(now), limit])
         return [LeasedRow(*row) for row in cursor.fetchall()]
 
-    def bookkeeping(self, cursor: Any) -> None:
-        """Make this transaction's commit not wait for the disk (PostgreSQL).
-
-        Safe for leases and marks alone: a lease lost in a database crash is a lease never taken,
-        and a mark lost publishes the event once more, which consumers absorb, as after a relay
-        crash between confirm and mark. Events themselves are always written durably.
-        """
-        if self.postgres:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    # Leases and marks are written without waiting for the disk on PostgreSQL (`unsynced`). Safe for them alone: a
+    # lease lost in a database crash is a lease never taken, and a mark lost publishes the event once more, which
+    # consumers absorb, as after a relay crash between confirm and mark. Events themselves are always written durably.
 
     def _time(self, value: datetime) -> Any:
         return self.ops.adapt_datetimefield_value(value)
@@ -264,7 +264,8 @@ class LogStatements:
         for start in range(0, len(positions), 500):
             where, params = self._in(positions[start : start + 500])
             cursor.execute(
-                f"UPDATE {self.table} SET published_at = %s, claimed_until = NULL WHERE {where}", [self._time(at), *params]
+                f"UPDATE {self.table} SET published_at = %s, claimed_until = NULL{self.unsynced} WHERE {where}",
+                [self._time(at), *params],
             )
 
 
@@ -475,14 +476,16 @@ class Relay:
 
         One statement leases and reads the batch (`UPDATE … RETURNING`, on PostgreSQL over rows
         picked `FOR UPDATE SKIP LOCKED`); one more checks that no earlier unpublished row is held
-        elsewhere, and only when one is are rows of its subjects given back.
+        elsewhere, and only when one is are rows of its subjects given back. On PostgreSQL each
+        statement is a transaction of its own (the check reads committed rows either way, and a
+        lease committed before its rows are given back only delays them until it runs out); elsewhere
+        they share one.
         """
         sql = LogStatements.of(db_connection)
         now = datetime.now(UTC)
         if self.single_active and sql.postgres:
             return self._read_as_the_active_relay(sql, now)
-        with transaction.atomic(), db_connection.cursor() as cursor:
-            sql.bookkeeping(cursor)
+        with transaction.atomic() if not sql.postgres else nullcontext(), db_connection.cursor() as cursor:
             rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
                 rows = self._in_subject_order(cursor, sql, rows, now)
@@ -530,8 +533,7 @@ class Relay:
 
     def _mark_published(self, positions: list[int]) -> None:
         sql = LogStatements.of(db_connection)
-        with transaction.atomic(), db_connection.cursor() as cursor:
-            sql.bookkeeping(cursor)
+        with transaction.atomic() if not sql.postgres else nullcontext(), db_connection.cursor() as cursor:
             sql.mark_published(cursor, positions, datetime.now(UTC))
         self._in_flight.difference_update(positions)
 

@@ -49,10 +49,15 @@ def _names(model: type[models.Model], fields: Sequence[models.Field]) -> tuple[s
     return f'"{model._meta.db_table}"', ", ".join(f'"{field.column}"' for field in fields)
 
 
-def insert_statement(model: type[models.Model], fields: Sequence[models.Field], returning: Sequence[str] = ()) -> str:
-    """`INSERT` of the rows of one JSON array parameter (PostgreSQL)."""
+def insert_statement(
+    model: type[models.Model], fields: Sequence[models.Field], returning: Sequence[str] = (), skip: Sequence[str] = ()
+) -> str:
+    """`INSERT` of the rows of one JSON array parameter (PostgreSQL); with `skip`, the columns of a unique
+    constraint, rows whose values there are already taken are left out (`ON CONFLICT … DO NOTHING`)."""
     table, columns = _names(model, fields)
     statement = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)"
+    if skip:
+        statement += " ON CONFLICT (" + ", ".join(f'"{column}"' for column in skip) + ") DO NOTHING"
     if returning:
         statement += " RETURNING " + ", ".join(f'"{column}"' for column in returning)
     return statement
@@ -89,6 +94,16 @@ def _insert_plan(model: type[models.Model], pks: bool) -> tuple[str, tuple[model
 
 
 @functools.cache
+def _insert_new_plan(model: type[models.Model], unique: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...], tuple[str, ...]]:
+    """The statement of `insert_new()` for `model` and the fields `unique`: it returns each new row's primary key and
+    those fields (made once per model)."""
+    fields = insert_fields(model)
+    stamped = tuple(f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
+    columns = tuple(model._meta.get_field(name).column for name in unique)
+    return insert_statement(model, fields, returning=[model._meta.pk.column, *columns], skip=columns), stamped, columns
+
+
+@functools.cache
 def _update_plan(model: type[models.Model], names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
     """The statement of `update()` for `model` and `names`, and the fields its JSON carries (made once)."""
     fields = [model._meta.get_field(name) for name in names]
@@ -117,6 +132,35 @@ def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
                 setattr(obj, attname, value)
     for obj in objs:
         obj._state.adding, obj._state.db = False, using
+
+
+def insert_new(objs: Sequence[models.Model], unique: Sequence[str]) -> list[models.Model]:
+    """PostgreSQL: insert those of `objs` whose values of the fields `unique` (a unique constraint's, all text) no row
+    has yet, in one statement, and return them with their primary keys, in the order of `objs`. A row another
+    transaction is inserting with the same values waits for it: left out if it commits, inserted if it rolls back.
+    `objs` must not repeat values among themselves."""
+    if not objs:
+        return []
+    model, using, connection = _destination(objs)
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("insert_new() is for PostgreSQL; elsewhere, read what exists and insert() the rest")
+    statement, stamped, _ = _insert_new_plan(model, tuple(unique))
+    for field in stamped:
+        for obj in objs:
+            field.pre_save(obj, add=True)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [as_json(objs, insert_fields(model))])
+        inserted = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
+    attnames = [model._meta.get_field(name).attname for name in unique]
+    attname = model._meta.pk.attname
+    new = []
+    for obj in objs:
+        pk = inserted.get(tuple(str(getattr(obj, name)) for name in attnames))
+        if pk is not None:
+            setattr(obj, attname, pk)
+            obj._state.adding, obj._state.db = False, using
+            new.append(obj)
+    return new
 
 
 def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from events import publish
 from events.envelope import Envelope
@@ -126,3 +127,47 @@ def test_while_a_task_is_queued_the_next_batch_waits_for_it_and_grows(purge: Non
     sizes = [int(b) for b in Notification.objects.filter(kind="tally-call").values_list("body", flat=True)]
     assert sum(sizes) == 30
     assert len(sizes) <= 4, sizes  # perhaps the first alone (sent before the pause was taken), then the rest together
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement leaves out what is there on PostgreSQL")
+def test_an_event_another_worker_is_handling_meanwhile_is_left_to_it() -> None:
+    subscription = get(TALLY)
+    envelopes = [Envelope(event_type="Tally", event_version="1.0", data={"key": f"m{i}"}, source="tests") for i in range(3)]
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                assert run_many(subscription, [(envelopes[0], 1)]) == (1, 0)
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def release_once_this_worker_waits() -> None:
+        # The other worker commits only once this one waits on its inbox row.
+        try:
+            wait_for(_someone_waits_on_a_lock, timeout=30, message="a worker waiting on the other's inbox row")
+        finally:
+            release.set()
+            connection.close()
+
+    other = threading.Thread(target=other_worker)
+    other.start()
+    assert holding.wait(30)
+    releaser = threading.Thread(target=release_once_this_worker_waits)
+    releaser.start()
+    try:
+        assert run_many(subscription, [(e, 1) for e in envelopes]) == (2, 1)
+    finally:
+        release.set()
+        other.join(30)
+        releaser.join(30)
+    assert sorted(_handled()) == ["m0", "m1", "m2"]
+    assert InboxEntry.objects.filter(handler=TALLY).count() == 3
+
+
+def _someone_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        return cursor.fetchone()[0] > 0

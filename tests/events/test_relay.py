@@ -3,7 +3,7 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from kombu import Connection
 
 from events import publish, topology
@@ -219,3 +219,18 @@ def test_a_relay_that_cannot_reach_the_broker_waits_it_out(caplog: pytest.LogCap
     with caplog.at_level("WARNING", logger="events.relay"), running:
         wait_for(lambda: sum("relay interrupted" in r.getMessage() for r in caplog.records) >= 2, timeout=10)
         assert running.thread.is_alive()  # retrying with backoff, not gone
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_the_relay_leaves_no_setting_behind_on_its_database_session(amqp: Connection, purge: None) -> None:
+    # Leases and marks commit without waiting for the disk; a session shared through a pooler must not keep that.
+    with transaction.atomic():
+        for n in range(3):
+            publish(Ping, {"text": f"s{n}"}, version="1.0")
+
+    assert relay_all() == 3
+
+    assert not StoredEvent.objects.filter(published_at__isnull=True).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"

@@ -88,3 +88,20 @@ def test_insert_reads_the_primary_keys_back_in_the_order_of_the_rows() -> None:
     stored = InboxEntry.objects.in_bulk([entry.pk for entry in entries])
     assert [stored[entry.pk].event_id for entry in entries] == [f"e-{n}" for n in range(60)]
     assert all(not entry._state.adding and stored[entry.pk].processed_at is not None for entry in entries)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the JSON recordset is PostgreSQL's")
+def test_insert_new_leaves_out_rows_already_there_and_returns_the_others_with_their_keys() -> None:
+    from events.models import InboxEntry
+
+    InboxEntry.objects.create(source="/s", event_id="e-1", handler="h")
+    InboxEntry.objects.create(source="/s", event_id="e-3", handler="other")
+    entries = [InboxEntry(source="/s", event_id=f"e-{n}", handler="h", attempt=n + 1) for n in range(5)]
+
+    new = rowsets.insert_new(entries, ["event_id", "source", "handler"])
+
+    assert [entry.event_id for entry in new] == ["e-0", "e-2", "e-3", "e-4"]
+    stored = InboxEntry.objects.in_bulk([entry.pk for entry in new])
+    assert [(stored[entry.pk].event_id, stored[entry.pk].attempt) for entry in new] == [(e.event_id, e.attempt) for e in new]
+    assert entries[1].pk is None and entries[1]._state.adding
+    assert InboxEntry.objects.filter(handler="h").count() == 5
