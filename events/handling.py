@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import traceback
 from collections import Counter
@@ -50,6 +51,7 @@ from django.db import (
     OperationalError,
     close_old_connections,
     connection,
+    connections,
     transaction,
 )
 
@@ -239,8 +241,7 @@ def connection_lost(exc: BaseException) -> bool:
     ignore_result=True,
 )
 def handle_events(self: Task, handler: str, items: list[dict[str, Any]], service: str = "unknown") -> dict[str, int]:
-    # As around a request: a broken or expired connection is replaced, a healthy one reused.
-    close_old_connections()
+    refresh_connections()
     logs.clear(service=service, handler=handler)
     try:
         if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
@@ -252,7 +253,24 @@ def handle_events(self: Task, handler: str, items: list[dict[str, Any]], service
         _redeliver(handler, [_fresh(entry) for entry in _entries(items)], service)
         return {"handed on": len(_entries(items))}
     finally:
+        refresh_connections()
+
+
+# How often a worker thread checks its database connections when nothing went wrong with them.
+CONNECTION_CHECK_SECONDS = 1.0
+_checked = threading.local()
+
+
+def refresh_connections() -> None:
+    """As around a request, a broken or expired connection is replaced and a healthy one reused; but a thread that
+    runs a handler task or an ordered batch every few milliseconds has its connections checked (a query of
+    their own) at most once every `CONNECTION_CHECK_SECONDS`, and at once after a database error. One that
+    breaks in between fails its batch as a database outage, which is run again without counting an attempt."""
+    now = time.monotonic()
+    errors = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
+    if errors or now - getattr(_checked, "at", -CONNECTION_CHECK_SECONDS) >= CONNECTION_CHECK_SECONDS:
         close_old_connections()
+        _checked.at = now
 
 
 def _count(entry: dict[str, Any], key: str, default: int = 0) -> int:

@@ -41,6 +41,7 @@ import threading
 import traceback
 import zlib
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ from events.handling import (
     connection_lost,
     max_attempts,
     raise_unless_events_can_run_alone,
+    refresh_connections,
     run_many,
     run_once,
 )
@@ -141,8 +143,10 @@ def _handled_in_batches(batch: list[Work], counts: Counter[str]) -> bool:
             else:
                 singles.append((subscription, envelope))
     found: Counter[str] = Counter()
+    # One batch handler alone needs no savepoint of its own here: run_many's undoes all it did if it fails.
+    alone = len(lists) == 1 and not singles
     try:
-        with transaction.atomic():
+        with transaction.atomic() if not alone else nullcontext():
             for subscription, envelopes in lists.values():
                 handled, duplicates = run_many(subscription, envelopes)
                 found.update(handled=handled, duplicates=duplicates)
@@ -282,7 +286,7 @@ class Lanes:
         self._stop.wait(seconds)
 
     def _work(self, batch: list[Work], alone: bool) -> None:
-        close_old_connections()
+        refresh_connections()
         if alone and not self._started(batch[0]):
             self.done.put(batch[0])
             return

@@ -300,3 +300,47 @@ def test_a_task_that_comes_back_after_its_events_were_handled_changes_nothing(
     wait_for(lambda: finished_tasks.count("events.handle") == done + 1)
     assert not DeadLetter.objects.exists()
     assert Notification.objects.filter(kind="tricky").count() == 1
+
+
+def test_a_worker_thread_checks_its_connection_at_most_once_a_second_unless_an_error_occurred(monkeypatch: Any) -> None:
+    checks: list[int] = []
+    monkeypatch.setattr(handling, "close_old_connections", lambda: checks.append(1))
+    monkeypatch.setattr(handling, "CONNECTION_CHECK_SECONDS", 3600.0)
+    monkeypatch.setattr(handling, "_checked", handling.threading.local())
+    connection.ensure_connection()
+
+    handling.refresh_connections()
+    handling.refresh_connections()
+    assert len(checks) == 1  # the first time, then not for an hour
+
+    connection.errors_occurred = True
+    try:
+        handling.refresh_connections()
+    finally:
+        connection.errors_occurred = False
+    assert len(checks) == 2  # after an error, at once
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ends a PostgreSQL backend")
+def test_a_connection_the_database_ended_is_replaced_after_the_error_within_the_second() -> None:
+    from django.db import OperationalError, connections
+
+    connection.ensure_connection()
+    handling.refresh_connections()  # checked now: the next check is a second away
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    with pytest.raises(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+    handling.refresh_connections()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
