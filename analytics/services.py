@@ -39,7 +39,9 @@ def route_point_add(
     return DeliveryRoute.objects.get(delivery_id=delivery_id)
 
 
-@transaction.atomic
+# Joins the caller's transaction without a savepoint of its own: its batch handler's run is one already, and
+# undoes everything if this fails.
+@transaction.atomic(savepoint=False)
 def route_points_add(positions: Sequence[RoutePosition]) -> None:
     """Insert positions into their deliveries' routes in sequence order, whatever order they arrive in.
 

@@ -54,7 +54,9 @@ def progress_update(
     return new
 
 
-@transaction.atomic
+# Joins the caller's transaction without a savepoint of its own: its batch handler's run is one already, and
+# undoes everything if this fails.
+@transaction.atomic(savepoint=False)
 def progress_updates(updates: Sequence[ProgressUpdate]) -> list[list[str]]:
     """`progress_update` for each of `updates` in turn, with a few statements for all of them: the deliveries'
     rows are locked in the order of their ids, created where missing, changed in memory and written back

@@ -31,7 +31,9 @@ def position_update(
     return outcome
 
 
-@transaction.atomic
+# Joins the caller's transaction without a savepoint of its own: its batch handler's run is one already, and
+# undoes everything if this fails.
+@transaction.atomic(savepoint=False)
 def positions_update(updates: Sequence[PositionUpdate]) -> list[Outcome]:
     """`position_update` for each of `updates` in turn, with a few statements for all of them.
 
