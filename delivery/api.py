@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
-from delivery.models import Courier
+from delivery.models import Courier, Delivery
 from delivery.services import NoActiveDelivery, Position, courier_locations_record
 from project.auth import api_auth
 from project.schemas import BODY_ERRORS, ErrorOut
@@ -76,7 +76,9 @@ def courier_locations(request: HttpRequest, courier_id: int, payload: LocationsI
     Allowed for the courier's own user and for staff. A sequence already reported for the delivery
     is counted in `duplicates` and changes nothing.
     """
-    courier = Courier.objects.filter(pk=courier_id).first()
+    # The usual case in one query: the courier's active delivery, with the courier.
+    delivery = Delivery.objects.select_related("courier").filter(courier_id=courier_id, status=Delivery.Status.ACTIVE).first()
+    courier = delivery.courier if delivery is not None else Courier.objects.filter(pk=courier_id).first()
     if courier is None:
         return Status(404, {"detail": f"no courier {courier_id}"})
     user = request.auth
@@ -84,7 +86,7 @@ def courier_locations(request: HttpRequest, courier_id: int, payload: LocationsI
         return Status(403, {"detail": f"{user.get_username()!r} may not report positions for courier {courier_id}"})
     positions = [Position(lat=p.lat, lon=p.lon, time=p.time, sequence=p.sequence) for p in payload.positions]
     try:
-        recorded = courier_locations_record(courier=courier, positions=positions)
+        recorded = courier_locations_record(courier=courier, positions=positions, delivery=delivery)
     except NoActiveDelivery as exc:
         return Status(409, {"detail": str(exc)})
     return Status(202, {"delivery": recorded.delivery.pk, "accepted": recorded.accepted, "duplicates": recorded.duplicates})

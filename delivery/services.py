@@ -49,14 +49,18 @@ def delivery_complete(*, delivery: Delivery) -> Delivery:
 
 
 @transaction.atomic
-def courier_locations_record(*, courier: Courier, positions: list[Position]) -> Recorded:
-    """Publish one LocationUpdated per position for the courier's active delivery (in one statement).
+def courier_locations_record(*, courier: Courier, positions: list[Position], delivery: Delivery | None = None) -> Recorded:
+    """Publish one LocationUpdated per position for the courier's active delivery (in one statement); `delivery` is
+    that delivery when the caller has read it already.
 
     Subject is the delivery, sequence the courier's. A position whose sequence this delivery
     already has (an app sending again after a lost answer) is a duplicate and publishes nothing: the event
     log's unique (subject, sequence) is the record of what was accepted.
     """
-    delivery = Delivery.objects.filter(courier=courier, status=Delivery.Status.ACTIVE).first()
+    if delivery is None:
+        delivery = Delivery.objects.filter(courier=courier, status=Delivery.Status.ACTIVE).first()
+    elif delivery.courier_id != courier.pk or delivery.status != Delivery.Status.ACTIVE:
+        raise ValueError(f"{delivery} is not the active delivery of courier {courier.pk}")
     if delivery is None:
         raise NoActiveDelivery(courier)
     subject = delivery_subject(delivery.pk)

@@ -187,3 +187,19 @@ def test_a_changed_password_or_a_deactivated_user_applies_at_once(client: Client
     rider.is_active = False
     rider.save()
     assert post(client, courier.pk, {**body, "sequence": 4}, streams.basic("rider", "changed")).status_code == 401
+
+
+def test_a_request_costs_the_same_few_queries_however_many_positions_it_carries(client: Client) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    courier, _ = streams.courier_with_delivery()
+    positions = streams.route(start=NOW - timedelta(seconds=60), count=51, first_sequence=1)
+    post(client, courier.pk, {"positions": [streams.as_json(positions[0])]}, streams.basic("rider"))  # credentials checked
+    counts = []
+    for chunk in (positions[1:2], positions[2:51]):
+        with CaptureQueriesContext(connection) as queries:
+            response = post(client, courier.pk, {"positions": [streams.as_json(p) for p in chunk]}, streams.basic("rider"))
+        assert response.status_code == 202 and response.json()["accepted"] == len(chunk)
+        counts.append([q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))])
+    assert len(counts[0]) == len(counts[1]) <= 4, counts  # the user, the delivery with its courier, known sequences, insert
