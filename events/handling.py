@@ -264,11 +264,16 @@ _checked = threading.local()
 def refresh_connections() -> None:
     """As around a request, a broken or expired connection is replaced and a healthy one reused; but a thread that
     runs a handler task or an ordered batch every few milliseconds has its connections checked (a query of
-    their own) at most once every `CONNECTION_CHECK_SECONDS`, and at once after a database error. One that
-    breaks in between fails its batch as a database outage, which is run again without counting an attempt."""
+    their own) at most once every `CONNECTION_CHECK_SECONDS`, and at once after a database error or once a
+    connection is older than `CONN_MAX_AGE` (with 0, after every task, as before). One that breaks in between
+    fails its batch as a database outage, which is run again without counting an attempt."""
     now = time.monotonic()
-    errors = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
-    if errors or now - getattr(_checked, "at", -CONNECTION_CHECK_SECONDS) >= CONNECTION_CHECK_SECONDS:
+    due = any(
+        conn.errors_occurred or (conn.close_at is not None and now >= conn.close_at)
+        for conn in connections.all(initialized_only=True)
+        if conn.connection is not None
+    )
+    if due or now - getattr(_checked, "at", -CONNECTION_CHECK_SECONDS) >= CONNECTION_CHECK_SECONDS:
         close_old_connections()
         _checked.at = now
 

@@ -308,6 +308,7 @@ def test_a_worker_thread_checks_its_connection_at_most_once_a_second_unless_an_e
     monkeypatch.setattr(handling, "CONNECTION_CHECK_SECONDS", 3600.0)
     monkeypatch.setattr(handling, "_checked", handling.threading.local())
     connection.ensure_connection()
+    monkeypatch.setattr(connection, "close_at", None)  # CONN_MAX_AGE=None: kept for ever
 
     handling.refresh_connections()
     handling.refresh_connections()
@@ -344,3 +345,15 @@ def test_a_connection_the_database_ended_is_replaced_after_the_error_within_the_
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def test_with_conn_max_age_0_a_worker_thread_closes_its_connection_after_every_task() -> None:
+    # The suite's setting (conftest.py), and what a deployment behind a transaction pooler may choose.
+    assert connection.settings_dict["CONN_MAX_AGE"] == 0
+    handling.refresh_connections()  # checked now: the next check is a second away
+    connection.ensure_connection()
+    assert connection.connection is not None
+
+    handling.refresh_connections()
+
+    assert connection.connection is None
