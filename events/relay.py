@@ -207,6 +207,11 @@ class LogStatements:
     # lease lost in a database crash is a lease never taken, and a mark lost publishes the event once more, which
     # consumers absorb, as after a relay crash between confirm and mark. Events themselves are always written durably.
 
+    def together(self) -> Any:
+        """Around statements of the relay that need a transaction together: elsewhere than on PostgreSQL, where each
+        is a transaction of its own (see `unsynced`)."""
+        return nullcontext() if self.postgres else transaction.atomic()
+
     def _time(self, value: datetime) -> Any:
         return self.ops.adapt_datetimefield_value(value)
 
@@ -485,7 +490,7 @@ class Relay:
         now = datetime.now(UTC)
         if self.single_active and sql.postgres:
             return self._read_as_the_active_relay(sql, now)
-        with transaction.atomic() if not sql.postgres else nullcontext(), db_connection.cursor() as cursor:
+        with sql.together(), db_connection.cursor() as cursor:
             rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
                 rows = self._in_subject_order(cursor, sql, rows, now)
@@ -533,7 +538,7 @@ class Relay:
 
     def _mark_published(self, positions: list[int]) -> None:
         sql = LogStatements.of(db_connection)
-        with transaction.atomic() if not sql.postgres else nullcontext(), db_connection.cursor() as cursor:
+        with sql.together(), db_connection.cursor() as cursor:
             sql.mark_published(cursor, positions, datetime.now(UTC))
         self._in_flight.difference_update(positions)
 

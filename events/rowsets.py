@@ -86,21 +86,21 @@ def insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
 
 
 @functools.cache
-def _insert_plan(model: type[models.Model], pks: bool) -> tuple[str, tuple[models.Field, ...]]:
-    """The statement of `insert()` for `model`, and the fields whose time `save()` sets (made once per model)."""
-    fields = insert_fields(model)
-    stamped = tuple(f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
-    return insert_statement(model, fields, returning=[model._meta.pk.column] if pks else ()), stamped
+def _insert_plan(model: type[models.Model], returning: tuple[str, ...], skip: tuple[str, ...]) -> str:
+    """The statement of `insert()` and `insert_new()` for `model` (made once per model and shape)."""
+    return insert_statement(model, insert_fields(model), returning, skip)
 
 
 @functools.cache
-def _insert_new_plan(model: type[models.Model], unique: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...], tuple[str, ...]]:
-    """The statement of `insert_new()` for `model` and the fields `unique`: it returns each new row's primary key and
-    those fields (made once per model)."""
-    fields = insert_fields(model)
-    stamped = tuple(f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
-    columns = tuple(model._meta.get_field(name).column for name in unique)
-    return insert_statement(model, fields, returning=[model._meta.pk.column, *columns], skip=columns), stamped, columns
+def _stamped(model: type[models.Model]) -> tuple[models.Field, ...]:
+    """The fields whose time `save()` sets on insert (`auto_now`, `auto_now_add`)."""
+    return tuple(f for f in insert_fields(model) if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
+
+
+def _stamp(model: type[models.Model], objs: Sequence[models.Model]) -> None:
+    for field in _stamped(model):
+        for obj in objs:
+            field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
 
 
 @functools.cache
@@ -120,10 +120,8 @@ def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_create(objs)
         return
-    statement, stamped = _insert_plan(model, pks)
-    for field in stamped:
-        for obj in objs:
-            field.pre_save(obj, add=True)  # sets the time, as `save()` and `bulk_create()` do
+    _stamp(model, objs)
+    statement = _insert_plan(model, (model._meta.pk.column,) if pks else (), ())
     with connection.cursor() as cursor:
         cursor.execute(statement, [as_json(objs, insert_fields(model))])
         if pks:
@@ -144,10 +142,9 @@ def insert_new(objs: Sequence[models.Model], unique: Sequence[str]) -> list[mode
     model, using, connection = _destination(objs)
     if connection.vendor != "postgresql":
         raise NotImplementedError("insert_new() is for PostgreSQL; elsewhere, read what exists and insert() the rest")
-    statement, stamped, _ = _insert_new_plan(model, tuple(unique))
-    for field in stamped:
-        for obj in objs:
-            field.pre_save(obj, add=True)
+    _stamp(model, objs)
+    columns = tuple(model._meta.get_field(name).column for name in unique)
+    statement = _insert_plan(model, (model._meta.pk.column, *columns), columns)
     with connection.cursor() as cursor:
         cursor.execute(statement, [as_json(objs, insert_fields(model))])
         inserted = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
