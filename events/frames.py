@@ -22,7 +22,6 @@ from amqp.serialization import PROPERTY_CLASSES, _write_table
 
 # basic.publish: class 60, method 40; the content header of class 60.
 _PUBLISH = pack(">HH", 60, 40)
-_HEADER_CLASS = pack(">HH", 60, 0)
 _FRAME_END = b"\xce"
 _METHOD, _HEADER, _BODY = 1, 2, 3
 
@@ -102,6 +101,20 @@ def decode_properties(encoded: bytes) -> dict[str, Any]:
     return dict(properties)
 
 
+_METHOD_FRAMES: dict[tuple[int, str, str], bytes] = {}  # (channel, exchange, routing key) -> the method frame
+
+
+def _method_frame(channel_id: int, exchange: str, routing_key: str) -> bytes:
+    key = (channel_id, exchange, routing_key)
+    frame = _METHOD_FRAMES.get(key)
+    if frame is None:
+        method = _PUBLISH + b"\x00\x00" + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
+        frame = pack(">BHI", _METHOD, channel_id, len(method)) + method + _FRAME_END
+        if len(_METHOD_FRAMES) < 4096:
+            _METHOD_FRAMES[key] = frame
+    return frame
+
+
 def encode_publish(
     channel_id: int,
     frame_max: int,
@@ -113,19 +126,11 @@ def encode_publish(
 ) -> bytes:
     """The frames of one `basic.publish` (mandatory and immediate off) of `body` with `properties`, or with
     properties already encoded by `encode_properties` (`encoded`)."""
-    args = b"\x00\x00" + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
-    method = _PUBLISH + args
+    method = _method_frame(channel_id, exchange, routing_key)
     if encoded is None:
         encoded = encode_properties(properties or {})
-    header = _HEADER_CLASS + pack(">Q", len(body)) + encoded
-    parts = [
-        pack(">BHI", _METHOD, channel_id, len(method)),
-        method,
-        _FRAME_END,
-        pack(">BHI", _HEADER, channel_id, len(header)),
-        header,
-        _FRAME_END,
-    ]
+    # The content header frame: class 60, weight 0, the body size, then flags and property list.
+    parts = [method, pack(">BHIHHQ", _HEADER, channel_id, 12 + len(encoded), 60, 0, len(body)), encoded, _FRAME_END]
     chunk = frame_max - 8
     for start in range(0, len(body), chunk):
         piece = body[start : start + chunk]

@@ -57,10 +57,13 @@ def relay_sent(outgoing: Iterable[Any]) -> None:
 
 def relay_confirmed(positions: Iterable[int]) -> None:
     try:
+        counts: dict[tuple[str, str], int] = {}
         for position in positions:
             labels = _in_flight.pop(position, None)
             if labels is not None:
-                PUBLISHED.labels(*labels).inc()
+                counts[labels] = counts.get(labels, 0) + 1
+        for labels, count in counts.items():
+            PUBLISHED.labels(*labels).inc(count)
         if len(_in_flight) > 100_000:  # nacked and set-aside rows are sent again under the same position
             _in_flight.clear()
     except Exception:

@@ -1,0 +1,126 @@
+"""Marks written alongside (PostgreSQL): the relay marks a confirmed batch on a connection of its own while the next goes out."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+from django.db import connection, transaction
+from django.db import connection as db_connection
+from kombu import Connection
+
+from events import publish
+from events.models import StoredEvent
+from events.relay import ConfirmingPublisher, MarkWriter, Relay
+from tests.conftest import RelayThread, basic_get
+from tests.support import Ping, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("marks are written alongside on PostgreSQL only")
+
+
+def _publish(subjects: int, per_subject: int) -> None:
+    with transaction.atomic():
+        for n in range(1, per_subject + 1):
+            for s in range(subjects):
+                publish(Ping, {"text": f"{s}:{n}"}, version="1.0", subject=f"agg-{s}", sequence=n)
+
+
+def _received(amqp: Connection) -> tuple[dict[str, list[int]], int]:
+    """Per subject, the sequences as received (duplicates included), and the total."""
+    seen: dict[str, list[int]] = defaultdict(list)
+    total = 0
+    while (message := basic_get(amqp, "testsvc.events")) is not None:
+        total += 1
+        body = json.loads(message.body)
+        seen[body["subject"]].append(body["sequence"])
+    return seen, total
+
+
+class Watched(Relay):
+    """Records, at each confirm, whether a mark writer was there and how many marks had committed."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(wake_address="", batch_size=10, poll_seconds=0.02, **kwargs)
+        self.writers: list[bool] = []
+
+    def on_confirmed(self, positions: list[int]) -> None:
+        self.writers.append(isinstance(self._marks, MarkWriter))
+
+
+@pytest.mark.parametrize("single_active", [False, True], ids=["leased", "single-active"])
+def test_every_row_is_published_once_in_order_while_marks_are_written_alongside(
+    amqp: Connection, purge: None, single_active: bool
+) -> None:
+    _publish(7, 30)  # 210 rows: 21 batches, each read while the mark of the one before may still be written
+    relay = Watched(single_active=single_active)
+
+    with Connection(relay.broker_url) as conn, relay.marks_alongside():
+        assert relay.pump(ConfirmingPublisher(conn)) == 210
+    # Leaving the block waited for the last mark.
+    assert not StoredEvent.objects.filter(published_at__isnull=True).exists()
+    assert relay.writers and all(relay.writers)
+    seen, total = _received(amqp)
+    assert total == 210  # none read again while its mark was being written
+    assert dict(seen) == {f"agg-{s}": list(range(1, 31)) for s in range(7)}
+    assert relay._in_flight == set()
+
+
+def test_inside_a_transaction_marks_are_written_in_line(amqp: Connection, purge: None) -> None:
+    # A second connection would not see the rows of the caller's transaction.
+    relay = Watched()
+    with transaction.atomic():
+        publish(Ping, {"text": "in a transaction"}, version="1.0")
+        with Connection(relay.broker_url) as conn, relay.marks_alongside():
+            assert relay.pump(ConfirmingPublisher(conn)) == 1
+        assert StoredEvent.objects.get().published_at is not None
+    assert relay.writers == [False]
+
+
+class LosesItsMarkConnection(Watched):
+    """Ends the mark writer's database session once, after its first mark: a real connection failure in that thread."""
+
+    test_session = 0
+    terminated = 0
+
+    def on_confirmed(self, positions: list[int]) -> None:
+        super().on_confirmed(positions)
+        if len(self.writers) == 2:
+            self._marks.drain()  # the first mark has committed: the writer's session exists
+            own = db_connection.connection.info.backend_pid  # the relay's thread: leases and reads
+            with db_connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND backend_type = 'client backend' AND pid NOT IN (%s, %s)",
+                    [own, self.test_session],
+                )
+                self.terminated = sum(1 for (done,) in cursor.fetchall() if done)
+
+
+def test_a_mark_that_fails_on_its_connection_is_an_outage_and_loses_nothing(
+    amqp: Connection, purge: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    _publish(4, 15)
+    relay = LosesItsMarkConnection()
+    connection.ensure_connection()
+    relay.test_session = connection.connection.info.backend_pid
+
+    with caplog.at_level("WARNING", logger="events.relay"), RelayThread(relay):
+        wait_for(
+            lambda: not StoredEvent.objects.filter(published_at__isnull=True).exists(),
+            timeout=30,
+            message="every row to be marked, the failed mark's rows included",
+        )
+    assert relay.terminated == 1  # the mark writer's session, and nothing else
+    assert any("relay interrupted" in r.getMessage() for r in caplog.records)
+    seen, total = _received(amqp)
+    assert total >= 60  # the failed mark's rows are published again: at least once
+    assert {subject: sorted(set(sequences)) for subject, sequences in seen.items()} == {
+        f"agg-{s}": list(range(1, 16)) for s in range(4)
+    }
