@@ -8,7 +8,6 @@ from django.db import IntegrityError, transaction
 from delivery.events import LocationUpdated, LocationUpdatedV1, Point, delivery_subject
 from delivery.models import Courier, Delivery
 from events import publish
-from events.models import StoredEvent
 from events.publishing import Publication, publish_many
 
 
@@ -48,14 +47,15 @@ def delivery_complete(*, delivery: Delivery) -> Delivery:
     return delivery
 
 
-@transaction.atomic
 def courier_locations_record(*, courier: Courier, positions: list[Position], delivery: Delivery | None = None) -> Recorded:
     """Publish one LocationUpdated per position for the courier's active delivery (in one statement); `delivery` is
     that delivery when the caller has read it already.
 
     Subject is the delivery, sequence the courier's. A position whose sequence this delivery
     already has (an app sending again after a lost answer) is a duplicate and publishes nothing: the event
-    log's unique (subject, sequence) is the record of what was accepted.
+    log's unique (subject, sequence) is the record of what was accepted, and the insert leaves such
+    positions out (`publish_many(skip_taken=True)`). No transaction of its own: its one write is one
+    statement (it joins the caller's transaction, if there is one).
     """
     if delivery is None:
         delivery = Delivery.objects.filter(courier=courier, status=Delivery.Status.ACTIVE).first()
@@ -66,9 +66,6 @@ def courier_locations_record(*, courier: Courier, positions: list[Position], del
     subject = delivery_subject(delivery.pk)
     pickup = Point(lat=delivery.pickup_lat, lon=delivery.pickup_lon)
     dropoff = Point(lat=delivery.dropoff_lat, lon=delivery.dropoff_lon)
-    sequences = [p.sequence for p in positions]
-    known = set(StoredEvent.objects.filter(subject=subject, sequence__in=sequences).values_list("sequence", flat=True))
-    fresh = [p for p in positions if p.sequence not in known]
     events = [
         LocationUpdatedV1(
             deliveryId=str(delivery.pk),
@@ -80,22 +77,23 @@ def courier_locations_record(*, courier: Courier, positions: list[Position], del
             pickup=pickup,
             dropoff=dropoff,
         )
-        for p in fresh
+        for p in positions
     ]
     try:
-        with transaction.atomic():
-            publish_many(
-                LocationUpdated,
-                [
-                    Publication(data, subject=subject, sequence=position.sequence, timestamp=position.time)
-                    for position, data in zip(fresh, events, strict=True)
-                ],
-            )
-        accepted = len(fresh)
+        written = publish_many(
+            LocationUpdated,
+            [
+                Publication(data, subject=subject, sequence=position.sequence, timestamp=position.time)
+                for position, data in zip(positions, events, strict=True)
+            ],
+            skip_taken=True,
+        )
+        accepted = len(written)
     except IntegrityError:
-        # The same sequence posted concurrently (an app retrying while its first request still runs): one at a time.
+        # A sequence written by a concurrent request between the read of the taken ones and the insert (not on
+        # PostgreSQL, whose insert itself leaves them out): one at a time.
         accepted = 0
-        for position, data in zip(fresh, events, strict=True):
+        for position, data in zip(positions, events, strict=True):
             try:
                 with transaction.atomic():
                     publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)

@@ -440,7 +440,7 @@ def _handle_batch(
     failures: list[Failure] = []
     deadline = time.monotonic() + time_budget()
     try:
-        with transaction.atomic(), runs.batch():
+        with runs.batch(), transaction.atomic():
             if subscription.batch and len(batch) > 1:
                 try:
                     handled, duplicates = run_many(subscription, batch)

@@ -104,7 +104,7 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
     counts: Counter[str] = Counter()
     done, failure = len(batch), None
     try:
-        with transaction.atomic(), runs.batch():
+        with runs.batch(), transaction.atomic():
             if recorded_start:
                 _finished(batch[0])
             if _handled_in_batches(batch, counts):

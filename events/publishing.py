@@ -12,6 +12,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pydantic
 from django.conf import settings
 from django.db import connections, router, transaction
+from django.db.models import Q
 
 from events import rowsets, tracing
 from events.envelope import check_timestamp, unstorable
@@ -72,13 +74,20 @@ def publish_many(
     version: str | None = None,
     correlation_id: str | None = None,
     source: str | None = None,
+    skip_taken: bool = False,
 ) -> list[StoredEvent]:
     """Append several events of one type in the caller's transaction, in the order given, in one statement
-    (on SQLite, one per 100 events).
+    (on SQLite, one per 100 events). Returns the events written.
 
     The same checks and errors as `publish()`, made for every event before anything is written; a
     (subject, sequence) already in the log fails the whole call with `IntegrityError`, as one
     `publish()` would. One nudge of the relay after the commit.
+
+    With `skip_taken`, an event whose (subject, sequence) is already taken is left out instead, and
+    the others are written: for a producer whose clients send again what may have been accepted.
+    On PostgreSQL the statement itself leaves them out (`ON CONFLICT … DO NOTHING`), also those a
+    concurrent transaction is writing (the insert waits for its outcome); elsewhere the taken ones
+    are read first, and one written meanwhile still fails the call with `IntegrityError`.
     """
     rows = []
     for event in events:
@@ -87,25 +96,33 @@ def publish_many(
         )
         rows.append(StoredEvent(**columns, **message_columns(columns)))
     if rows:
-        _append(rows)
+        return _append(rows, skip_taken=skip_taken)
     return rows
 
 
-def _append(rows: list[StoredEvent]) -> None:
-    """Insert `rows` in the caller's transaction (or one of their own) and nudge the relay after its commit.
+def _append(rows: list[StoredEvent], skip_taken: bool = False) -> list[StoredEvent]:
+    """Insert `rows` in the caller's transaction (or on their own) and nudge the relay after the commit; returns the
+    rows written (all of them, unless `skip_taken`).
 
     No savepoint is taken: like `Model.objects.create()`, a failed insert (a (subject, sequence)
     already taken) fails the caller's transaction. One row: an `INSERT` made once per database, each
     value prepared by its own field as by `save()`. Several: on PostgreSQL one statement with the
     rows as one JSON parameter (events/rowsets.py), elsewhere one `INSERT` per `_ROWS_PER_STATEMENT`
-    rows. `pre_save`/`post_save` signals are not sent for event-log rows.
+    rows. On PostgreSQL outside a transaction that one statement is a transaction of its own (no
+    `BEGIN` and `COMMIT` around it). `pre_save`/`post_save` signals are not sent for event-log rows.
     """
     using = router.db_for_write(StoredEvent)
     connection = connections[using]
-    with transaction.atomic(using=using, savepoint=False):
-        if connection.vendor == "postgresql" and len(rows) > 1:
+    postgres = connection.vendor == "postgresql"
+    alone = postgres and not connection.in_atomic_block
+    with nullcontext() if alone else transaction.atomic(using=using, savepoint=False):
+        if skip_taken and not postgres:
+            rows = _not_taken(rows, using)
+        if postgres and (len(rows) > 1 or skip_taken):
             with connection.cursor() as cursor:
-                _insert_as_json(cursor, rows)
+                rows = _insert_as_json(cursor, rows, skip_taken)
+        elif not rows:
+            return rows
         elif connection.features.can_return_rows_from_bulk_insert:
             size = min(_ROWS_PER_STATEMENT, connection.ops.bulk_batch_size(_FIELDS, rows))
             with connection.cursor() as cursor:
@@ -121,19 +138,46 @@ def _append(rows: list[StoredEvent]) -> None:
             StoredEvent.objects.using(using).bulk_create(rows)
         for row in rows:
             row._state.adding, row._state.db = False, using
-        transaction.on_commit(nudge_relay, using=using)
+        if rows:
+            transaction.on_commit(nudge_relay, using=using)
+    return rows
 
 
-def _insert_as_json(cursor: Any, rows: list[StoredEvent]) -> None:
-    """PostgreSQL, several rows: one statement whose one parameter is the rows as a JSON array (events/rowsets.py)."""
-    cursor.execute(_JSON_INSERT, [rowsets.as_json(rows, _FIELDS)])
+def _insert_as_json(cursor: Any, rows: list[StoredEvent], skip_taken: bool = False) -> list[StoredEvent]:
+    """PostgreSQL: one statement whose one parameter is the rows as a JSON array (events/rowsets.py); returns the rows
+    written, with their positions."""
+    cursor.execute(_JSON_INSERT_SKIPPING if skip_taken else _JSON_INSERT, [rowsets.as_json(rows, _FIELDS)])
     positions = {event_id: position for position, event_id in cursor.fetchall()}
+    written = []
     for row in rows:
-        row.position = positions[row.event_id]
+        position = positions.get(row.event_id)
+        if position is not None:
+            row.position = position
+            written.append(row)
+    return written
+
+
+def _not_taken(rows: list[StoredEvent], using: str) -> list[StoredEvent]:
+    """The rows whose (subject, sequence) no stored event has (rows without a sequence are never taken)."""
+    wanted: dict[str, list[int]] = {}
+    for row in rows:
+        if row.sequence is not None:
+            wanted.setdefault(row.subject, []).append(row.sequence)
+    if not wanted:
+        return rows
+    query = Q()
+    for subject, sequences in wanted.items():
+        query |= Q(subject=subject, sequence__in=sequences)
+    taken = set(StoredEvent.objects.using(using).filter(query).values_list("subject", "sequence"))
+    return [row for row in rows if (row.subject, row.sequence) not in taken]
 
 
 _FIELDS = rowsets.insert_fields(StoredEvent)
 _JSON_INSERT = rowsets.insert_statement(StoredEvent, _FIELDS, returning=("position", "event_id"))
+# The unique (subject, sequence) of rows with a sequence (the partial index event_subject_sequence_unique).
+_JSON_INSERT_SKIPPING = rowsets.insert_statement(
+    StoredEvent, _FIELDS, returning=("position", "event_id"), skip=("subject", "sequence"), skip_where='"sequence" IS NOT NULL'
+)
 _ROWS_PER_STATEMENT = 100
 _STATEMENTS: dict[tuple[str, int], str] = {}
 

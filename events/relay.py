@@ -59,7 +59,7 @@ from django.db import connection as db_connection
 from kombu import Connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from events import telemetry, topology
+from events import rowsets, telemetry, topology
 from events.frames import decode_properties, encode_publish
 from events.models import StoredEvent, envelope_of
 from events.observability import logs, metrics
@@ -193,7 +193,7 @@ class LogStatements:
         # On PostgreSQL the relay's bookkeeping statements run on their own, each its own transaction, and say
         # themselves that their commit need not wait for the disk (`set_config(…, true)` is `SET LOCAL`): one round
         # trip each, instead of BEGIN, SET LOCAL, the statement and COMMIT.
-        self.unsynced = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unsynced" if self.postgres else ""
+        self.unsynced = f" FROM {rowsets.UNSYNCED}" if self.postgres else ""
         self.lease_sql = (
             f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s{self.unsynced} "
             f"WHERE {position} IN ({pick}) RETURNING {columns}"

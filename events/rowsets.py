@@ -25,6 +25,11 @@ from typing import Any
 
 from django.db import connections, models, router
 
+# In the `FROM` of a statement run on its own (autocommit, PostgreSQL): that statement's commit does not wait for the
+# disk. `set_config(…, true)` is `SET LOCAL`: it ends with the statement's transaction, leaving nothing on the session
+# (for a pooler to pass on to another client).
+UNSYNCED = "(SELECT set_config('synchronous_commit', 'off', true)) AS unsynced"
+
 
 def json_value(value: Any) -> Any:
     """A column's value as JSON that PostgreSQL's input function for the column's type reads back as that value."""
@@ -50,14 +55,20 @@ def _names(model: type[models.Model], fields: Sequence[models.Field]) -> tuple[s
 
 
 def insert_statement(
-    model: type[models.Model], fields: Sequence[models.Field], returning: Sequence[str] = (), skip: Sequence[str] = ()
+    model: type[models.Model],
+    fields: Sequence[models.Field],
+    returning: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    skip_where: str = "",
 ) -> str:
     """`INSERT` of the rows of one JSON array parameter (PostgreSQL); with `skip`, the columns of a unique
-    constraint, rows whose values there are already taken are left out (`ON CONFLICT … DO NOTHING`)."""
+    constraint, rows whose values there are already taken are left out (`ON CONFLICT … DO NOTHING`); `skip_where`
+    is the condition of that constraint when it is partial."""
     table, columns = _names(model, fields)
     statement = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)"
     if skip:
-        statement += " ON CONFLICT (" + ", ".join(f'"{column}"' for column in skip) + ") DO NOTHING"
+        statement += " ON CONFLICT (" + ", ".join(f'"{column}"' for column in skip) + ")"
+        statement += f" WHERE {skip_where} DO NOTHING" if skip_where else " DO NOTHING"
     if returning:
         statement += " RETURNING " + ", ".join(f'"{column}"' for column in returning)
     return statement
@@ -160,8 +171,11 @@ def insert_new(objs: Sequence[models.Model], unique: Sequence[str]) -> list[mode
     return new
 
 
-def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
-    """Write the fields `names` of `objs` (all of one model, saved before): like `bulk_update(objs, names)`."""
+def update(objs: Sequence[models.Model], names: Sequence[str], *, unsynced: bool = False) -> None:
+    """Write the fields `names` of `objs` (all of one model, saved before): like `bulk_update(objs, names)`.
+
+    `unsynced`, outside a transaction on PostgreSQL: the statement's own commit does not wait for the disk (`UNSYNCED`),
+    for writes that a database crash may lose. Inside a transaction it is ignored: it would hold for the whole of it."""
     if not objs:
         return
     model, using, connection = _destination(objs)
@@ -169,5 +183,7 @@ def update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
         model.objects.using(using).bulk_update(objs, names)
         return
     statement, fields = _update_plan(model, tuple(names))
+    if unsynced and not connection.in_atomic_block:
+        statement = statement.replace(" AS v WHERE ", f" AS v, {UNSYNCED} WHERE ", 1)
     with connection.cursor() as cursor:
         cursor.execute(statement, [as_json(objs, fields)])

@@ -202,4 +202,6 @@ def test_a_request_costs_the_same_few_queries_however_many_positions_it_carries(
             response = post(client, courier.pk, {"positions": [streams.as_json(p) for p in chunk]}, streams.basic("rider"))
         assert response.status_code == 202 and response.json()["accepted"] == len(chunk)
         counts.append([q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))])
-    assert len(counts[0]) == len(counts[1]) <= 4, counts  # the user, the delivery with its courier, known sequences, insert
+    # The user, the delivery with its courier, the insert (leaving out taken sequences); elsewhere than on PostgreSQL
+    # the taken sequences are read first.
+    assert len(counts[0]) == len(counts[1]) <= (3 if connection.vendor == "postgresql" else 4), counts

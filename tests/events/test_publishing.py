@@ -174,3 +174,46 @@ def test_publish_many_with_a_sequence_already_in_the_log_writes_nothing() -> Non
             version="1.0",
         )
     assert list(StoredEvent.objects.filter(subject="dup").values_list("sequence", flat=True)) == [2]
+
+
+def test_publish_many_skipping_taken_sequences_writes_the_others_and_returns_them() -> None:
+    from events.publishing import Publication, publish_many
+
+    first = publish(Ping, {"text": "first"}, version="1.0", subject="dup", sequence=2)
+    publish(Ping, {"text": "other subject"}, version="1.0", subject="else", sequence=3)
+
+    written = publish_many(
+        Ping,
+        [
+            Publication({"text": "a"}, subject="dup", sequence=1),
+            Publication({"text": "b"}, subject="dup", sequence=2),  # taken: left out
+            Publication({"text": "c"}, subject="dup", sequence=3),  # 3 is taken by another subject only
+            Publication({"text": "d"}, subject="dup"),  # no sequence: never taken
+        ],
+        version="1.0",
+        skip_taken=True,
+    )
+
+    assert [row.data["text"] for row in written] == ["a", "c", "d"]
+    stored = {row.position: row for row in StoredEvent.objects.filter(subject="dup")}
+    assert sorted(stored) == sorted([first.position, *(row.position for row in written)])
+    assert all(stored[row.position].event_id == row.event_id and not row._state.adding for row in written)
+    assert StoredEvent.objects.get(subject="dup", sequence=2).data == {"text": "first"}
+    assert publish_many(Ping, [Publication({"text": "b"}, subject="dup", sequence=2)], version="1.0", skip_taken=True) == []
+
+
+def test_publish_many_outside_a_transaction_commits_and_on_postgresql_is_one_statement() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from events.publishing import Publication, publish_many
+
+    with CaptureQueriesContext(connection) as captured:
+        written = publish_many(
+            Ping, [Publication({"text": f"n{n}"}, subject="own", sequence=n) for n in range(3)], version="1.0", skip_taken=True
+        )
+    assert len(written) == 3
+    if connection.vendor == "postgresql":  # a transaction of its own: no BEGIN and COMMIT around it
+        assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]
+    transaction.get_connection().close()  # another session sees the rows: they are committed
+    assert StoredEvent.objects.filter(subject="own").count() == 3

@@ -105,3 +105,32 @@ def test_insert_new_leaves_out_rows_already_there_and_returns_the_others_with_th
     assert [(stored[entry.pk].event_id, stored[entry.pk].attempt) for entry in new] == [(e.event_id, e.attempt) for e in new]
     assert entries[1].pk is None and entries[1]._state.adding
     assert InboxEntry.objects.filter(handler="h").count() == 5
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_an_unsynced_update_on_its_own_writes_and_leaves_nothing_on_the_session() -> None:
+    route = DeliveryRoute.objects.create(delivery_id="1")
+    route.distance_m = 12.5
+
+    rowsets.update([route], ["distance_m"], unsynced=True)
+
+    assert DeliveryRoute.objects.get().distance_m == 12.5
+    assert _synchronous_commit() == "on"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_an_unsynced_update_inside_a_transaction_does_not_make_the_transaction_unsynced() -> None:
+    route = DeliveryRoute.objects.create(delivery_id="1")  # inside the test's transaction
+    route.distance_m = 7.0
+
+    rowsets.update([route], ["distance_m"], unsynced=True)
+
+    assert DeliveryRoute.objects.get().distance_m == 7.0
+    assert _synchronous_commit() == "on"  # `SET LOCAL` would have held until the end of this transaction
