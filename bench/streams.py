@@ -55,7 +55,7 @@ from bench.run import (  # noqa: E402
     wait_for,
 )
 
-RATES = [int(r) for r in os.environ.get("BENCH_STREAM_RATES", "250,500,1000,1500,2000").split(",")]
+RATES = [int(r) for r in os.environ.get("BENCH_STREAM_RATES", "250,500,750,1000,1500,2000").split(",")]
 SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "10"))
 BATCH = int(os.environ.get("BENCH_STREAM_BATCH", "10"))
 COURIERS = int(os.environ.get("BENCH_STREAM_COURIERS", "50"))
