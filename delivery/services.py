@@ -3,11 +3,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from delivery.events import LocationUpdated, LocationUpdatedV1, Point, delivery_subject
 from delivery.models import Courier, Delivery
-from events import publish
 from events.publishing import Publication, publish_many
 
 
@@ -79,25 +78,13 @@ def courier_locations_record(*, courier: Courier, positions: list[Position], del
         )
         for p in positions
     ]
-    try:
-        written = publish_many(
-            LocationUpdated,
-            [
-                Publication(data, subject=subject, sequence=position.sequence, timestamp=position.time)
-                for position, data in zip(positions, events, strict=True)
-            ],
-            skip_taken=True,
-        )
-        accepted = len(written)
-    except IntegrityError:
-        # A sequence written by a concurrent request between the read of the taken ones and the insert (not on
-        # PostgreSQL, whose insert itself leaves them out): one at a time.
-        accepted = 0
-        for position, data in zip(positions, events, strict=True):
-            try:
-                with transaction.atomic():
-                    publish(LocationUpdated, data, subject=subject, sequence=position.sequence, timestamp=position.time)
-            except IntegrityError:
-                continue
-            accepted += 1
+    written = publish_many(
+        LocationUpdated,
+        [
+            Publication(data, subject=subject, sequence=position.sequence, timestamp=position.time)
+            for position, data in zip(positions, events, strict=True)
+        ],
+        skip_taken=True,
+    )
+    accepted = len(written)
     return Recorded(delivery=delivery, accepted=accepted, duplicates=len(positions) - accepted)

@@ -85,9 +85,10 @@ def publish_many(
 
     With `skip_taken`, an event whose (subject, sequence) is already taken is left out instead, and
     the others are written: for a producer whose clients send again what may have been accepted.
-    On PostgreSQL the statement itself leaves them out (`ON CONFLICT … DO NOTHING`), also those a
-    concurrent transaction is writing (the insert waits for its outcome); elsewhere the taken ones
-    are read first, and one written meanwhile still fails the call with `IntegrityError`.
+    A (subject, sequence) repeated within `events` is taken by its first event. On PostgreSQL the
+    statement itself leaves them out (`ON CONFLICT … DO NOTHING`), also those a concurrent
+    transaction is writing (the insert waits for its outcome); elsewhere the taken ones are read
+    first, in the same transaction.
     """
     rows = []
     for event in events:
@@ -114,7 +115,7 @@ def _append(rows: list[StoredEvent], skip_taken: bool = False) -> list[StoredEve
     using = router.db_for_write(StoredEvent)
     connection = connections[using]
     postgres = connection.vendor == "postgresql"
-    alone = postgres and not connection.in_atomic_block
+    alone = postgres and connection.get_autocommit() and not connection.in_atomic_block
     with nullcontext() if alone else transaction.atomic(using=using, savepoint=False):
         if skip_taken and not postgres:
             rows = _not_taken(rows, using)
@@ -158,7 +159,9 @@ def _insert_as_json(cursor: Any, rows: list[StoredEvent], skip_taken: bool = Fal
 
 
 def _not_taken(rows: list[StoredEvent], using: str) -> list[StoredEvent]:
-    """The rows whose (subject, sequence) no stored event has (rows without a sequence are never taken)."""
+    """The rows whose (subject, sequence) no stored event has, nor an earlier row of `rows` (as `ON CONFLICT DO
+    NOTHING` leaves out a repeat within its statement); rows without a sequence are never taken. Read in the caller's
+    transaction, which on SQLite (`BEGIN IMMEDIATE`) holds the write lock: no other writer takes one meanwhile."""
     wanted: dict[str, list[int]] = {}
     for row in rows:
         if row.sequence is not None:
@@ -169,7 +172,14 @@ def _not_taken(rows: list[StoredEvent], using: str) -> list[StoredEvent]:
     for subject, sequences in wanted.items():
         query |= Q(subject=subject, sequence__in=sequences)
     taken = set(StoredEvent.objects.using(using).filter(query).values_list("subject", "sequence"))
-    return [row for row in rows if (row.subject, row.sequence) not in taken]
+    kept = []
+    for row in rows:
+        if row.sequence is not None:
+            if (row.subject, row.sequence) in taken:
+                continue
+            taken.add((row.subject, row.sequence))
+        kept.append(row)
+    return kept
 
 
 _FIELDS = rowsets.insert_fields(StoredEvent)

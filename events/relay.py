@@ -9,8 +9,9 @@ Guarantees:
 - Confirms are pipelined: one batch is in flight while the next is leased and sent, and
   acknowledgements are collected as they come, not one round trip per message.
 - On PostgreSQL the running relay writes the mark of a confirmed batch on a database connection
-  of its own (`MarkWriter`) while it leases and sends the next: one mark at a time, always after
-  the confirm. A mark that fails is an outage like any other: its rows stay unpublished and are
+  of its own (`MarkWriter`) while it leases and sends the next: marks queue (a bounded number) and
+  are written together, always after the confirm. A mark that fails is tried once more on a new
+  connection; failing again, it is an outage like any other: its rows stay unpublished and are
   published again, which consumers absorb. The single active relay forgets a row it has in flight
   only once its mark has committed before the read that would see it.
 - Several relays may run against PostgreSQL: each leases rows with `FOR UPDATE SKIP LOCKED`, and
@@ -388,11 +389,13 @@ class MarkWriter:
     """Marks confirmed rows published on a thread and database connection of its own, so that the relay's thread leases
     and sends the next batches meanwhile (PostgreSQL, where a mark costs as much as a read).
 
-    `submit` queues positions and returns at once, unless `MAX_WAITING` are already queued: then it waits, so marks
-    never fall further behind. The writer takes everything queued in one go. `collect` returns the positions whose
-    marks have committed since it was last called. `submit`, `collect` and `drain` raise, in the relay's thread, the
-    error a mark failed with (its rows stay unpublished, leased or in flight, and are published again). `close` waits
-    for the mark being written and closes the connection.
+    `submit` queues positions and returns at once, unless `MAX_WAITING` are already queued: then it waits until the
+    writer has taken them, so marks never fall further behind. The writer takes everything queued in one go; a mark
+    that fails is tried once more on a new connection (a mark is idempotent, and a session may have been dropped while
+    the relay was idle). `collect` returns the positions whose marks have committed since it was last called.
+    `submit`, `collect` and `drain` raise, in the relay's thread, the error a mark failed with twice (its rows stay
+    unpublished, leased or in flight, and are published again). `close` writes what is still queued (drops it if an
+    error is pending: the relay is handling one), stops the thread and closes its connection.
     """
 
     MAX_WAITING = 5000
@@ -429,13 +432,14 @@ class MarkWriter:
             return marked
 
     def close(self) -> list[int]:
-        """Stop once what is queued is written (dropped after an error: the relay is handling it); returns the positions
-        marked and not yet collected."""
+        """Stop (see the class); returns the positions marked and not yet collected."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
-        self._error = None
+        if self._error is not None:
+            logger.warning("marks not written (the rows are published again): %s", self._error)
+            self._error = None
         marked, self._marked = self._marked, []
         return marked
 
@@ -454,13 +458,15 @@ class MarkWriter:
                         return
                     positions, self._waiting = self._waiting, []
                     self._writing = True
+                    self._cond.notify_all()  # a `submit` waiting for room goes on
                 try:
-                    _write_marks(positions)
-                except Exception as exc:
-                    _close_quietly()  # the next mark starts on a new connection
+                    _write_marks_retrying(positions)
+                except BaseException as exc:  # reported to the relay's thread, whatever it is
                     with self._cond:
                         self._error, self._writing = exc, False
                         self._cond.notify_all()
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
                 with self._cond:
                     self._marked += positions
@@ -468,6 +474,19 @@ class MarkWriter:
                     self._cond.notify_all()
         finally:
             connections.close_all()  # this thread's
+
+
+def _write_marks_retrying(positions: list[int]) -> None:
+    try:
+        _write_marks(positions)
+    except DatabaseError as exc:
+        logger.info("writing marks failed (%s); once more on a new connection", exc)
+        _close_quietly()
+        try:
+            _write_marks(positions)
+        except DatabaseError:
+            _close_quietly()  # the next mark starts on a new connection
+            raise
 
 
 def _write_marks(positions: list[int]) -> None:

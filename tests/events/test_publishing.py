@@ -202,6 +202,26 @@ def test_publish_many_skipping_taken_sequences_writes_the_others_and_returns_the
     assert publish_many(Ping, [Publication({"text": "b"}, subject="dup", sequence=2)], version="1.0", skip_taken=True) == []
 
 
+def test_publish_many_skipping_taken_sequences_takes_a_repeated_one_from_its_first_event() -> None:
+    from events.publishing import Publication, publish_many
+
+    with transaction.atomic():  # inside a caller's transaction, which goes on
+        written = publish_many(
+            Ping,
+            [Publication({"text": t}, subject="again", sequence=5) for t in ("first", "repeat")]
+            + [Publication({"text": "six"}, subject="again", sequence=6)],
+            version="1.0",
+            skip_taken=True,
+        )
+        assert [row.data["text"] for row in written] == ["first", "six"]
+        publish(Ping, {"text": "after"}, version="1.0", subject="again", sequence=7)
+    assert list(StoredEvent.objects.filter(subject="again").order_by("sequence").values_list("data__text", flat=True)) == [
+        "first",
+        "six",
+        "after",
+    ]
+
+
 def test_publish_many_outside_a_transaction_commits_and_on_postgresql_is_one_statement() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection, transaction
@@ -103,7 +104,7 @@ class LosesItsMarkConnection(Watched):
                 self.terminated = sum(1 for (done,) in cursor.fetchall() if done)
 
 
-def test_a_mark_that_fails_on_its_connection_is_an_outage_and_loses_nothing(
+def test_a_mark_writer_whose_session_ends_writes_on_a_new_one_and_publishes_nothing_twice(
     amqp: Connection, purge: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     _publish(4, 15)
@@ -111,16 +112,64 @@ def test_a_mark_that_fails_on_its_connection_is_an_outage_and_loses_nothing(
     connection.ensure_connection()
     relay.test_session = connection.connection.info.backend_pid
 
-    with caplog.at_level("WARNING", logger="events.relay"), RelayThread(relay):
+    with caplog.at_level("INFO", logger="events.relay"), RelayThread(relay):
         wait_for(
             lambda: not StoredEvent.objects.filter(published_at__isnull=True).exists(),
             timeout=30,
-            message="every row to be marked, the failed mark's rows included",
+            message="every row to be marked",
         )
     assert relay.terminated == 1  # the mark writer's session, and nothing else
-    assert any("relay interrupted" in r.getMessage() for r in caplog.records)
+    assert any("once more on a new connection" in r.getMessage() for r in caplog.records)
+    assert not any("relay interrupted" in r.getMessage() for r in caplog.records)
     seen, total = _received(amqp)
-    assert total >= 60  # the failed mark's rows are published again: at least once
+    assert total == 60  # the mark was written on the new session: nothing published again
+    assert dict(seen) == {f"agg-{s}": list(range(1, 16)) for s in range(4)}
+
+
+@pytest.fixture
+def marks_refused() -> Iterator[Callable[[], None]]:
+    """A real database error on every mark (a trigger), until the test lifts it."""
+    table = StoredEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_marks() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'marks refused for this test'; END $$"
+        )
+        cursor.execute(
+            f'CREATE TRIGGER refuse_marks BEFORE UPDATE OF published_at ON "{table}" '
+            "FOR EACH ROW WHEN (NEW.published_at IS NOT NULL) EXECUTE FUNCTION refuse_marks()"
+        )
+
+    def lift() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP TRIGGER IF EXISTS refuse_marks ON "{table}"')
+            cursor.execute("DROP FUNCTION IF EXISTS refuse_marks()")
+
+    yield lift
+    lift()
+
+
+def test_a_mark_that_fails_twice_is_an_outage_and_loses_nothing(
+    amqp: Connection, purge: None, caplog: pytest.LogCaptureFixture, marks_refused: Callable[[], None]
+) -> None:
+    _publish(4, 5)
+    relay = Watched()
+
+    with caplog.at_level("INFO", logger="events.relay"), RelayThread(relay):
+        wait_for(
+            lambda: sum("relay interrupted" in r.getMessage() for r in caplog.records) >= 1,
+            timeout=30,
+            message="the refused mark to interrupt the relay",
+        )
+        assert StoredEvent.objects.filter(published_at__isnull=True).count() == 20
+        marks_refused()  # lifted: the relay, retrying, publishes the rows again and marks them
+        wait_for(
+            lambda: not StoredEvent.objects.filter(published_at__isnull=True).exists(),
+            timeout=30,
+            message="every row to be marked once marks are accepted",
+        )
+    seen, total = _received(amqp)
+    assert total >= 40  # published before the refusal, and again after it: at least once
     assert {subject: sorted(set(sequences)) for subject, sequences in seen.items()} == {
-        f"agg-{s}": list(range(1, 16)) for s in range(4)
+        f"agg-{s}": list(range(1, 6)) for s in range(4)
     }
