@@ -287,3 +287,32 @@ def trail_batch_handler(events: list[Event[TrailV1]]) -> None:
 def pause(seconds: float) -> None:
     """Keeps a pool process busy without touching the database."""
     time.sleep(seconds)
+
+
+def publish_subjects(subjects: int, per_subject: int, first: int = 1) -> None:
+    """In one transaction, Ping 1.0 events of the subjects agg-0, agg-1, …, sequences `first` to `first + per_subject - 1`
+    (each sequence for every subject before the next)."""
+    from django.db import transaction
+
+    from events import publish
+
+    with transaction.atomic():
+        for n in range(first, first + per_subject):
+            for s in range(subjects):
+                publish(Ping, {"text": f"{s}:{n}"}, version="1.0", subject=f"agg-{s}", sequence=n)
+
+
+def received_sequences(amqp: Any, queue: str = "testsvc.events", *, first_only: bool = False) -> tuple[dict[str, list[int]], int]:
+    """Per subject, the sequences of the messages taken from `queue` in the order received (with `first_only`, a message
+    published again only the first time), and how many messages there were."""
+    import json
+    from collections import defaultdict
+
+    seen: dict[str, list[int]] = defaultdict(list)
+    total = 0
+    while (message := amqp.default_channel.basic_get(queue, no_ack=True)) is not None:
+        total += 1
+        body = json.loads(message.body)
+        if not (first_only and body["sequence"] in seen[body["subject"]]):
+            seen[body["subject"]].append(body["sequence"])
+    return seen, total

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,8 +12,8 @@ from kombu import Connection
 from events import publish
 from events.models import StoredEvent
 from events.relay import ConfirmingPublisher, MarkWriter, Relay
-from tests.conftest import RelayThread, basic_get
-from tests.support import Ping, wait_for
+from tests.conftest import RelayThread
+from tests.support import Ping, publish_subjects, received_sequences, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,24 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("marks are written alongside on PostgreSQL only")
-
-
-def _publish(subjects: int, per_subject: int) -> None:
-    with transaction.atomic():
-        for n in range(1, per_subject + 1):
-            for s in range(subjects):
-                publish(Ping, {"text": f"{s}:{n}"}, version="1.0", subject=f"agg-{s}", sequence=n)
-
-
-def _received(amqp: Connection) -> tuple[dict[str, list[int]], int]:
-    """Per subject, the sequences as received (duplicates included), and the total."""
-    seen: dict[str, list[int]] = defaultdict(list)
-    total = 0
-    while (message := basic_get(amqp, "testsvc.events")) is not None:
-        total += 1
-        body = json.loads(message.body)
-        seen[body["subject"]].append(body["sequence"])
-    return seen, total
 
 
 class Watched(Relay):
@@ -59,7 +39,7 @@ class Watched(Relay):
 def test_every_row_is_published_once_in_order_while_marks_are_written_alongside(
     amqp: Connection, purge: None, single_active: bool
 ) -> None:
-    _publish(7, 30)  # 210 rows: 21 batches, each read while the mark of the one before may still be written
+    publish_subjects(7, 30)  # 210 rows: 21 batches, each read while the mark of the one before may still be written
     relay = Watched(single_active=single_active)
 
     with Connection(relay.broker_url) as conn, relay.marks_alongside():
@@ -67,7 +47,7 @@ def test_every_row_is_published_once_in_order_while_marks_are_written_alongside(
     # Leaving the block waited for the last mark.
     assert not StoredEvent.objects.filter(published_at__isnull=True).exists()
     assert relay.writers and all(relay.writers)
-    seen, total = _received(amqp)
+    seen, total = received_sequences(amqp)
     assert total == 210  # none read again while its mark was being written
     assert dict(seen) == {f"agg-{s}": list(range(1, 31)) for s in range(7)}
     assert relay._in_flight == set()
@@ -107,7 +87,7 @@ class LosesItsMarkConnection(Watched):
 def test_a_mark_writer_whose_session_ends_writes_on_a_new_one_and_publishes_nothing_twice(
     amqp: Connection, purge: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _publish(4, 15)
+    publish_subjects(4, 15)
     relay = LosesItsMarkConnection()
     connection.ensure_connection()
     relay.test_session = connection.connection.info.backend_pid
@@ -121,7 +101,7 @@ def test_a_mark_writer_whose_session_ends_writes_on_a_new_one_and_publishes_noth
     assert relay.terminated == 1  # the mark writer's session, and nothing else
     assert any("once more on a new connection" in r.getMessage() for r in caplog.records)
     assert not any("relay interrupted" in r.getMessage() for r in caplog.records)
-    seen, total = _received(amqp)
+    seen, total = received_sequences(amqp)
     assert total == 60  # the mark was written on the new session: nothing published again
     assert dict(seen) == {f"agg-{s}": list(range(1, 16)) for s in range(4)}
 
@@ -152,7 +132,7 @@ def marks_refused() -> Iterator[Callable[[], None]]:
 def test_a_mark_that_fails_twice_is_an_outage_and_loses_nothing(
     amqp: Connection, purge: None, caplog: pytest.LogCaptureFixture, marks_refused: Callable[[], None]
 ) -> None:
-    _publish(4, 5)
+    publish_subjects(4, 5)
     relay = Watched()
 
     with caplog.at_level("INFO", logger="events.relay"), RelayThread(relay):
@@ -168,7 +148,7 @@ def test_a_mark_that_fails_twice_is_an_outage_and_loses_nothing(
             timeout=30,
             message="every row to be marked once marks are accepted",
         )
-    seen, total = _received(amqp)
+    seen, total = received_sequences(amqp)
     assert total >= 40  # published before the refusal, and again after it: at least once
     assert {subject: sorted(set(sequences)) for subject, sequences in seen.items()} == {
         f"agg-{s}": list(range(1, 6)) for s in range(4)
