@@ -74,12 +74,13 @@ def insert_statement(
     return statement
 
 
-def update_statement(model: type[models.Model], fields: Sequence[models.Field]) -> str:
-    """`UPDATE` of `fields` of the rows (by primary key) of one JSON array parameter (PostgreSQL)."""
+def update_statement(model: type[models.Model], fields: Sequence[models.Field], unsynced: bool = False) -> str:
+    """`UPDATE` of `fields` of the rows (by primary key) of one JSON array parameter (PostgreSQL); `unsynced` adds
+    `UNSYNCED` to its `FROM`."""
     table, _ = _names(model, fields)
     pk = model._meta.pk.column
     assignments = ", ".join(f'"{field.column}" = v."{field.column}"' for field in fields)
-    rows = f"json_populate_recordset(NULL::{table}, %s::json) AS v"
+    rows = f"json_populate_recordset(NULL::{table}, %s::json) AS v" + (f", {UNSYNCED}" if unsynced else "")
     return f'UPDATE {table} SET {assignments} FROM {rows} WHERE {table}."{pk}" = v."{pk}"'
 
 
@@ -115,10 +116,10 @@ def _stamp(model: type[models.Model], objs: Sequence[models.Model]) -> None:
 
 
 @functools.cache
-def _update_plan(model: type[models.Model], names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+def _update_plan(model: type[models.Model], names: tuple[str, ...], unsynced: bool) -> tuple[str, tuple[models.Field, ...]]:
     """The statement of `update()` for `model` and `names`, and the fields its JSON carries (made once)."""
     fields = [model._meta.get_field(name) for name in names]
-    return update_statement(model, fields), (model._meta.pk, *fields)
+    return update_statement(model, fields, unsynced), (model._meta.pk, *fields)
 
 
 def insert(objs: Sequence[models.Model], *, pks: bool = False) -> None:
@@ -182,8 +183,6 @@ def update(objs: Sequence[models.Model], names: Sequence[str], *, unsynced: bool
     if connection.vendor != "postgresql":
         model.objects.using(using).bulk_update(objs, names)
         return
-    statement, fields = _update_plan(model, tuple(names))
-    if unsynced and not connection.in_atomic_block:
-        statement = statement.replace(" AS v WHERE ", f" AS v, {UNSYNCED} WHERE ", 1)
+    statement, fields = _update_plan(model, tuple(names), unsynced and not connection.in_atomic_block)
     with connection.cursor() as cursor:
         cursor.execute(statement, [as_json(objs, fields)])
