@@ -199,6 +199,19 @@ class LogStatements:
             f"UPDATE {self.table} SET claimed_by = %s, claimed_until = %s{self.unsynced} "
             f"WHERE {position} IN ({pick}) RETURNING {columns}"
         )
+        # On PostgreSQL the lease also asks, in the same statement, whether an earlier unpublished row is held
+        # elsewhere (`others_before`): the statement's snapshot shows the rows it leases as they were, so they are left
+        # out by position; rows this relay leased before show its lease.
+        self.lease_checked_sql = None
+        if self.postgres:
+            width = len(LeasedRow.__dataclass_fields__)
+            names = ", ".join(f"c{i}" for i in range(width))
+            self.lease_checked_sql = (
+                f"WITH leased ({names}) AS ({self.lease_sql}) SELECT {names}, EXISTS (SELECT 1 FROM {self.table} "
+                f"WHERE {self.pending} AND {position} < (SELECT max(c0) FROM leased) "
+                f"AND NOT (claimed_by = %s AND claimed_until IS NOT NULL AND claimed_until >= %s) "
+                f"AND NOT ({position} = ANY(ARRAY(SELECT c0 FROM leased)))) FROM leased"
+            )
         # The single active relay reads rows as they are (leases of relays in the other mode are respected), but for
         # those it has in flight (sent, or confirmed and being marked): the server leaves them out, not the driver.
         self.read_sql = (
@@ -243,6 +256,16 @@ class LogStatements:
         )
         cursor.execute(f"SELECT {self.columns} FROM {self.table} WHERE {where} ORDER BY {self.position}", params)
         return [LeasedRow(*row) for row in cursor.fetchall()]
+
+    def lease_checked(
+        self, cursor: Any, relay_id: str, now: datetime, until: datetime, limit: int
+    ) -> tuple[list[LeasedRow], bool]:
+        """PostgreSQL: `lease()` and `others_before()` of its last row, in one statement."""
+        at = self._time(now)
+        cursor.execute(self.lease_checked_sql, [relay_id, self._time(until), at, limit, relay_id, at])
+        fetched = cursor.fetchall()
+        rows = sorted((LeasedRow(*row[:-1]) for row in fetched), key=lambda row: row.position)
+        return rows, bool(fetched) and fetched[0][-1]
 
     def _held_elsewhere(self) -> str:
         # Unpublished rows before `position` that are not leased to this relay (and so not in its claim or in flight).
@@ -611,11 +634,11 @@ class Relay:
         """Lease the next unpublished rows to this relay, in a short transaction of their own.
 
         One statement leases and reads the batch (`UPDATE … RETURNING`, on PostgreSQL over rows
-        picked `FOR UPDATE SKIP LOCKED`); one more checks that no earlier unpublished row is held
-        elsewhere, and only when one is are rows of its subjects given back. On PostgreSQL each
-        statement is a transaction of its own (the check reads committed rows either way, and a
-        lease committed before its rows are given back only delays them until it runs out); elsewhere
-        they share one.
+        picked `FOR UPDATE SKIP LOCKED`) and checks whether an earlier unpublished row is held
+        elsewhere (on SQLite a second statement does); only when one is are rows of its subjects given
+        back, by a statement of their own. On PostgreSQL each statement is a transaction of its own (the
+        check reads committed rows either way, and a lease committed before its rows are given back only
+        delays them until it runs out); elsewhere they share one.
         """
         self._collect_marks()
         sql = LogStatements.of(db_connection)
@@ -623,9 +646,13 @@ class Relay:
         if self.single_active and sql.postgres:
             return self._read_as_the_active_relay(sql, now)
         with sql.together(), db_connection.cursor() as cursor:
-            rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
+            held = None
+            if sql.lease_checked_sql is not None:
+                rows, held = sql.lease_checked(cursor, self.relay_id, now, now + self.lease, self.batch_size)
+            else:
+                rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
-                rows = self._in_subject_order(cursor, sql, rows, now)
+                rows = self._in_subject_order(cursor, sql, rows, now, held)
         return rows
 
     def _read_as_the_active_relay(self, sql: LogStatements, now: datetime) -> list[LeasedRow]:
@@ -656,11 +683,18 @@ class Relay:
             self._lock_session = False
         return held
 
-    def _in_subject_order(self, cursor: Any, sql: LogStatements, rows: list[LeasedRow], now: datetime) -> list[LeasedRow]:
-        """Give back rows whose subject has an earlier unpublished row that this relay is not sending."""
+    def _in_subject_order(
+        self, cursor: Any, sql: LogStatements, rows: list[LeasedRow], now: datetime, held: bool | None = None
+    ) -> list[LeasedRow]:
+        """Give back rows whose subject has an earlier unpublished row that this relay is not sending (`held`: whether
+        one is before the last row, when the lease has asked already)."""
         subjects = {row.subject for row in rows if row.subject}
+        if not subjects:
+            return rows
         # Earlier unpublished rows neither in this claim nor in flight on this relay (both leased to it now).
-        if not subjects or not sql.others_before(cursor, rows[-1].position, self.relay_id, now):
+        if held is None:
+            held = sql.others_before(cursor, rows[-1].position, self.relay_id, now)
+        if not held:
             return rows  # the usual case: no other relay holds anything earlier
         blocked = sql.first_of_subjects_held_elsewhere(cursor, rows[-1].position, self.relay_id, now, subjects)
         kept = [row for row in rows if row.subject not in blocked or row.position < blocked[row.subject]]

@@ -234,3 +234,32 @@ def test_the_relay_leaves_no_setting_behind_on_its_database_session(amqp: Connec
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def test_the_lease_asks_for_earlier_rows_held_elsewhere_leaving_out_its_own(purge: None) -> None:
+    """The one-statement lease of PostgreSQL (and the lease then `others_before` elsewhere) tell the same: rows of
+    this claim and rows this relay leased before are its own; an earlier row another relay holds is not."""
+    from datetime import timedelta
+
+    from events.relay import LogStatements
+
+    sql = LogStatements.of(connection)
+
+    def lease(relay_id: str, limit: int) -> tuple[list[int], bool]:
+        now = datetime.now(UTC)
+        with sql.together(), connection.cursor() as cursor:
+            if sql.lease_checked_sql is not None:
+                rows, held = sql.lease_checked(cursor, relay_id, now, now + timedelta(seconds=60), limit)
+            else:
+                rows = sql.lease(cursor, relay_id, now, now + timedelta(seconds=60), limit)
+                held = bool(rows) and sql.others_before(cursor, rows[-1].position, relay_id, now)
+        return [row.position for row in rows], held
+
+    positions = [publish(Ping, {"text": f"p{i}"}, version="1.0", subject=f"s{i}").position for i in range(6)]
+
+    assert lease("me", 2) == (positions[0:2], False)  # a claim of its own rows only
+    assert lease("me", 2) == (positions[2:4], False)  # the rows leased before are this relay's too
+    StoredEvent.objects.filter(position__in=positions[0:4]).update(published_at=datetime.now(UTC), claimed_until=None)
+    assert lease("other", 1) == (positions[4:5], False)
+    assert lease("me", 1) == (positions[5:6], True)  # the other relay holds an earlier row
+    assert lease("me", 1) == ([], False)
