@@ -413,7 +413,9 @@ class MarkWriter:
     and sends the next batches meanwhile (PostgreSQL, where a mark costs as much as a read).
 
     `submit` queues positions and returns at once, unless `MAX_WAITING` are already queued: then it waits until the
-    writer has taken them, so marks never fall further behind. The writer takes everything queued in one go; a mark
+    writer has taken them, so marks never fall further behind. The writer takes everything queued in one go, once
+    `LINGER_ROWS` are queued or `LINGER_SECONDS` after the first (at once when asked to drain or close): a mark is off
+    the events' path, and at a trickle of small batches one statement then marks many of them. A mark
     that fails is tried once more on a new connection (a mark is idempotent, and a session may have been dropped while
     the relay was idle). `collect` returns the positions whose marks have committed since it was last called.
     `submit`, `collect` and `drain` raise, in the relay's thread, the error a mark failed with twice (its rows stay
@@ -422,10 +424,14 @@ class MarkWriter:
     """
 
     MAX_WAITING = 5000
+    LINGER_ROWS = 500
+    LINGER_SECONDS = 0.02
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._waiting: list[int] = []
+        self._first_waiting = 0.0  # when the first of `_waiting` was queued (monotonic)
+        self._draining = 0
         self._writing = False
         self._marked: list[int] = []
         self._error: BaseException | None = None
@@ -438,14 +444,21 @@ class MarkWriter:
             while len(self._waiting) >= self.MAX_WAITING and self._error is None:
                 self._cond.wait()
             self._raise()
+            if not self._waiting:
+                self._first_waiting = time.monotonic()
             self._waiting += positions
             self._cond.notify_all()
 
     def drain(self) -> None:
         """Wait until every queued mark has committed (or raise the error one failed with)."""
         with self._cond:
-            while (self._waiting or self._writing) and self._error is None:
-                self._cond.wait()
+            self._draining += 1
+            self._cond.notify_all()
+            try:
+                while (self._waiting or self._writing) and self._error is None:
+                    self._cond.wait()
+            finally:
+                self._draining -= 1
             self._raise()
 
     def collect(self) -> list[int]:
@@ -475,8 +488,14 @@ class MarkWriter:
         try:
             while True:
                 with self._cond:
-                    while not self._waiting and not self._closing:
-                        self._cond.wait()
+                    while not self._closing and not (self._waiting and self._draining):
+                        if not self._waiting:
+                            self._cond.wait()
+                            continue
+                        left = self._first_waiting + self.LINGER_SECONDS - time.monotonic()
+                        if len(self._waiting) >= self.LINGER_ROWS or left <= 0:
+                            break
+                        self._cond.wait(left)
                     if not self._waiting or (self._closing and self._error is not None):
                         return
                     positions, self._waiting = self._waiting, []
