@@ -79,16 +79,8 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1) -
     """Run the handler unless it already ran for this event. True if it ran now."""
     data = subscription.event_type.validate(envelope.data, envelope.event_version)
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                inbox = InboxEntry.objects.create(
-                    source=envelope.source,
-                    event_id=envelope.event_id,
-                    handler=subscription.name,
-                    event_type=envelope.event_type,
-                    attempt=attempt,
-                )
-        except IntegrityError:
+        inbox = _claim_one(subscription, envelope, attempt)
+        if inbox is None:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
         with (
             tracing.handling(envelope),
@@ -99,6 +91,21 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1) -
         if transaction.get_rollback():
             raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
     return True
+
+
+def _claim_one(subscription: Subscription, envelope: Envelope, attempt: int) -> InboxEntry | None:
+    """Write the event's inbox row; None if the handler has handled it. On PostgreSQL one statement that leaves out a
+    row already there (`ON CONFLICT DO NOTHING`, waiting for a concurrent duplicate's outcome); elsewhere the insert,
+    in a savepoint of its own that a duplicate rolls back."""
+    row = _inbox_row(subscription, envelope, attempt)
+    if connection.vendor == "postgresql":
+        return next(iter(rowsets.insert_new([row], ["event_id", "source", "handler"])), None)
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:
+        return None
+    return row
 
 
 def run_many(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> tuple[int, int]:
