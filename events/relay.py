@@ -10,7 +10,7 @@ Guarantees:
   acknowledgements are collected as they come, not one round trip per message.
 - On PostgreSQL the running relay writes the mark of a confirmed batch on a database connection
   of its own (`MarkWriter`) while it leases and sends the next: marks queue (a bounded number) and
-  are written together, always after the confirm. A mark that fails is tried once more on a new
+  are written together, always after the confirm, a few milliseconds later at a trickle. A mark that fails is tried once more on a new
   connection; failing again, it is an outage like any other: its rows stay unpublished and are
   published again, which consumers absorb. The single active relay forgets a row it has in flight
   only once its mark has committed before the read that would see it.
@@ -23,7 +23,8 @@ Guarantees:
   others stand by, trying for the lock every poll, and the first to get it takes over as soon
   as the active relay's database session ends (a crash, a kill, a lost connection). What was in
   flight then is published again, which consumers absorb. A relay that loses its session stops
-  publishing until it holds the lock again.
+  publishing until it holds the lock again. (The lock is the session's: this mode wants the relay
+  connected directly or through session pooling, not through a transaction-pooling PgBouncer.)
 - The log never stops behind one row: a row that cannot be made into a message (a timestamp AMQP
   cannot carry, say) or whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is set aside with
   `rejected_reason` (shown in the admin) and the rows behind it flow on.
