@@ -10,10 +10,11 @@ Guarantees:
   acknowledgements are collected as they come, not one round trip per message.
 - On PostgreSQL the running relay writes the mark of a confirmed batch on a database connection
   of its own (`MarkWriter`) while it leases and sends the next: marks queue (a bounded number) and
-  are written together, always after the confirm, a few milliseconds later at a trickle. A mark that fails is tried once more on a new
-  connection; failing again, it is an outage like any other: its rows stay unpublished and are
-  published again, which consumers absorb. The single active relay forgets a row it has in flight
-  only once its mark has committed before the read that would see it.
+  are written together, always after the confirm, a few milliseconds later at a trickle. A mark
+  that fails is tried once more on a new connection; failing again, it is an outage like any
+  other: its rows stay unpublished and are published again, which consumers absorb. The single
+  active relay forgets a row it has in flight only once its mark has committed before the read
+  that would see it.
 - Several relays may run against PostgreSQL: each leases rows with `FOR UPDATE SKIP LOCKED`, and
   a row whose subject has an earlier unpublished row held by another relay waits, so events of
   one subject still leave in log order.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -316,3 +318,52 @@ def received_sequences(amqp: Any, queue: str = "testsvc.events", *, first_only: 
         if not (first_only and body["sequence"] in seen[body["subject"]]):
             seen[body["subject"]].append(body["sequence"])
     return seen, total
+
+
+@contextmanager
+def another_worker_holding(work: Callable[[], Any], *, commit: bool = True) -> Iterator[None]:
+    """Run `work` in a transaction on a thread and database connection of their own and keep it open; once a statement
+    of the block waits on a lock (on the rows `work` wrote), end it: commit, or roll back if not `commit` (PostgreSQL)."""
+    from django.db import connection, transaction
+
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                work()
+                holding.set()
+                release.wait(30)
+                if not commit:
+                    transaction.set_rollback(True)
+        finally:
+            connection.close()
+
+    def release_once_someone_waits() -> None:
+        try:
+            wait_for(_someone_waits_on_a_lock, timeout=30, message="a worker waiting on the other's rows")
+        finally:
+            release.set()
+            connection.close()
+
+    other = threading.Thread(target=other_worker)
+    other.start()
+    releaser = None
+    try:
+        assert holding.wait(30), "the other worker did not get to hold its transaction"
+        releaser = threading.Thread(target=release_once_someone_waits)
+        releaser.start()
+        yield
+    finally:
+        release.set()
+        other.join(30)
+        if releaser is not None:
+            releaser.join(30)
+
+
+def _someone_waits_on_a_lock() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        return cursor.fetchone()[0] > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -18,7 +17,7 @@ from events.subscriptions import get
 from events.topology import task_queue
 from notifications.models import Notification
 from tests.conftest import relay_all
-from tests.support import Tally, Trail, calls, failures_left, pause, wait_for
+from tests.support import Tally, Trail, another_worker_holding, calls, failures_left, pause, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,41 +132,9 @@ def test_while_a_task_is_queued_the_next_batch_waits_for_it_and_grows(purge: Non
 def test_an_event_another_worker_is_handling_meanwhile_is_left_to_it() -> None:
     subscription = get(TALLY)
     envelopes = [Envelope(event_type="Tally", event_version="1.0", data={"key": f"m{i}"}, source="tests") for i in range(3)]
-    holding, release = threading.Event(), threading.Event()
 
-    def other_worker() -> None:
-        try:
-            with transaction.atomic():
-                assert run_many(subscription, [(envelopes[0], 1)]) == (1, 0)
-                holding.set()
-                release.wait(30)
-        finally:
-            connection.close()
-
-    def release_once_this_worker_waits() -> None:
-        # The other worker commits only once this one waits on its inbox row.
-        try:
-            wait_for(_someone_waits_on_a_lock, timeout=30, message="a worker waiting on the other's inbox row")
-        finally:
-            release.set()
-            connection.close()
-
-    other = threading.Thread(target=other_worker)
-    other.start()
-    assert holding.wait(30)
-    releaser = threading.Thread(target=release_once_this_worker_waits)
-    releaser.start()
-    try:
+    with another_worker_holding(lambda: run_many(subscription, [(envelopes[0], 1)])):
         assert run_many(subscription, [(e, 1) for e in envelopes]) == (2, 1)
-    finally:
-        release.set()
-        other.join(30)
-        releaser.join(30)
+
     assert sorted(_handled()) == ["m0", "m1", "m2"]
     assert InboxEntry.objects.filter(handler=TALLY).count() == 3
-
-
-def _someone_waits_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-        return cursor.fetchone()[0] > 0

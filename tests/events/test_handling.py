@@ -362,48 +362,13 @@ def test_with_conn_max_age_0_a_worker_thread_closes_its_connection_after_every_t
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the inbox row is claimed without a savepoint on PostgreSQL")
 @pytest.mark.parametrize("other_commits", [True, False])
 def test_an_event_another_worker_is_handling_waits_for_its_outcome(other_commits: bool) -> None:
-    import threading
-
     envelope = Envelope(event_type="Ping", event_version="1.0", data={"text": "contended"}, source="test")
     subscription = subscriptions.get("tests.support.ping_v1_handler")
-    holding, release = threading.Event(), threading.Event()
 
-    def other_worker() -> None:
-        try:
-            with transaction.atomic():
-                assert handling.run_once(subscription, envelope) is True
-                holding.set()
-                release.wait(30)
-                if not other_commits:
-                    transaction.set_rollback(True)
-        finally:
-            connection.close()
-
-    def release_once_this_worker_waits() -> None:
-        try:
-            wait_for(_someone_waits_on_a_lock, timeout=30, message="a worker waiting on the other's inbox row")
-        finally:
-            release.set()
-            connection.close()
-
-    other = threading.Thread(target=other_worker)
-    other.start()
-    assert holding.wait(30)
-    releaser = threading.Thread(target=release_once_this_worker_waits)
-    releaser.start()
-    try:
+    with support.another_worker_holding(lambda: handling.run_once(subscription, envelope), commit=other_commits):
         with transaction.atomic():
             ran = handling.run_once(subscription, envelope)
-    finally:
-        release.set()
-        other.join(30)
-        releaser.join(30)
+
     assert ran is not other_commits  # left to the other worker if it committed, run here if it rolled back
     assert Notification.objects.filter(kind="ping-v1", body="contended").count() == 1
     assert InboxEntry.objects.filter(event_id=envelope.event_id).count() == 1
-
-
-def _someone_waits_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-        return cursor.fetchone()[0] > 0
