@@ -321,17 +321,19 @@ def received_sequences(amqp: Any, queue: str = "testsvc.events", *, first_only: 
 
 
 @contextmanager
-def another_worker_holding(work: Callable[[], Any], *, commit: bool = True) -> Iterator[None]:
+def another_worker_holding(work: Callable[[], Any], *, commit: bool = True) -> Iterator[list[Any]]:
     """Run `work` in a transaction on a thread and database connection of their own and keep it open; once a statement
-    of the block waits on a lock (on the rows `work` wrote), end it: commit, or roll back if not `commit` (PostgreSQL)."""
+    of the block waits on a lock (on the rows `work` wrote), end it: commit, or roll back if not `commit` (PostgreSQL).
+    Yields a list that holds what `work` returned."""
     from django.db import connection, transaction
 
     holding, release = threading.Event(), threading.Event()
+    returned: list[Any] = []
 
     def other_worker() -> None:
         try:
             with transaction.atomic():
-                work()
+                returned.append(work())
                 holding.set()
                 release.wait(30)
                 if not commit:
@@ -353,7 +355,7 @@ def another_worker_holding(work: Callable[[], Any], *, commit: bool = True) -> I
         assert holding.wait(30), "the other worker did not get to hold its transaction"
         releaser = threading.Thread(target=release_once_someone_waits)
         releaser.start()
-        yield
+        yield returned
     finally:
         release.set()
         other.join(30)

@@ -133,8 +133,10 @@ def test_an_event_another_worker_is_handling_meanwhile_is_left_to_it() -> None:
     subscription = get(TALLY)
     envelopes = [Envelope(event_type="Tally", event_version="1.0", data={"key": f"m{i}"}, source="tests") for i in range(3)]
 
-    with another_worker_holding(lambda: run_many(subscription, [(envelopes[0], 1)])):
+    with another_worker_holding(lambda: run_many(subscription, [(envelopes[0], 1)])) as other:
         assert run_many(subscription, [(e, 1) for e in envelopes]) == (2, 1)
+
+    assert other == [(1, 0)]
 
     assert sorted(_handled()) == ["m0", "m1", "m2"]
     assert InboxEntry.objects.filter(handler=TALLY).count() == 3

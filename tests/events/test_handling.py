@@ -365,10 +365,11 @@ def test_an_event_another_worker_is_handling_waits_for_its_outcome(other_commits
     envelope = Envelope(event_type="Ping", event_version="1.0", data={"text": "contended"}, source="test")
     subscription = subscriptions.get("tests.support.ping_v1_handler")
 
-    with support.another_worker_holding(lambda: handling.run_once(subscription, envelope), commit=other_commits):
+    with support.another_worker_holding(lambda: handling.run_once(subscription, envelope), commit=other_commits) as other:
         with transaction.atomic():
             ran = handling.run_once(subscription, envelope)
 
+    assert other == [True]  # the other worker ran it first
     assert ran is not other_commits  # left to the other worker if it committed, run here if it rolled back
     assert Notification.objects.filter(kind="ping-v1", body="contended").count() == 1
     assert InboxEntry.objects.filter(event_id=envelope.event_id).count() == 1
