@@ -93,13 +93,17 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1) -
     return True
 
 
+# The inbox's unique constraint (inbox_event_handler_unique): what makes a run a duplicate.
+_INBOX_KEY = ("event_id", "source", "handler")
+
+
 def _claim_one(subscription: Subscription, envelope: Envelope, attempt: int) -> InboxEntry | None:
     """Write the event's inbox row; None if the handler has handled it. On PostgreSQL one statement that leaves out a
     row already there (`ON CONFLICT DO NOTHING`, waiting for a concurrent duplicate's outcome); elsewhere the insert,
     in a savepoint of its own that a duplicate rolls back."""
     row = _inbox_row(subscription, envelope, attempt)
     if connection.vendor == "postgresql":
-        return next(iter(rowsets.insert_new([row], ["event_id", "source", "handler"])), None)
+        return next(iter(rowsets.insert_new([row], _INBOX_KEY)), None)
     try:
         with transaction.atomic():
             row.save(force_insert=True)
@@ -142,7 +146,7 @@ def _claim_inbox(
     if connection.vendor == "postgresql":
         # One statement: rows already there (handled before, or by another worker meanwhile) are left out.
         rows = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once]
-        new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, ["event_id", "source", "handler"])}
+        new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, _INBOX_KEY)}
         fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) in new]
         return fresh, [row for row in rows if (row.source, row.event_id) in new]
     handled = set(

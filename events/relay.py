@@ -210,8 +210,7 @@ class LogStatements:
             names = ", ".join(f"c{i}" for i in range(width))
             self.lease_checked_sql = (
                 f"WITH leased ({names}) AS ({self.lease_sql}) SELECT {names}, EXISTS (SELECT 1 FROM {self.table} "
-                f"WHERE {self.pending} AND {position} < (SELECT max(c0) FROM leased) "
-                f"AND NOT (claimed_by = %s AND claimed_until IS NOT NULL AND claimed_until >= %s) "
+                f"WHERE {self._held_elsewhere('(SELECT max(c0) FROM leased)')} "
                 f"AND NOT ({position} = ANY(ARRAY(SELECT c0 FROM leased)))) FROM leased"
             )
         # The single active relay reads rows as they are (leases of relays in the other mode are respected), but for
@@ -261,18 +260,22 @@ class LogStatements:
 
     def lease_checked(
         self, cursor: Any, relay_id: str, now: datetime, until: datetime, limit: int
-    ) -> tuple[list[LeasedRow], bool]:
-        """PostgreSQL: `lease()` and `others_before()` of its last row, in one statement."""
+    ) -> tuple[list[LeasedRow], bool | None]:
+        """`lease()` and whether `others_before()` its last row: on PostgreSQL in one statement; elsewhere the lease
+        alone, and None for the check, left to ask (only when it matters)."""
+        if self.lease_checked_sql is None:
+            return self.lease(cursor, relay_id, now, until, limit), None
         at = self._time(now)
         cursor.execute(self.lease_checked_sql, [relay_id, self._time(until), at, limit, relay_id, at])
         fetched = cursor.fetchall()
         rows = sorted((LeasedRow(*row[:-1]) for row in fetched), key=lambda row: row.position)
         return rows, bool(fetched) and fetched[0][-1]
 
-    def _held_elsewhere(self) -> str:
-        # Unpublished rows before `position` that are not leased to this relay (and so not in its claim or in flight).
+    def _held_elsewhere(self, before: str = "%s") -> str:
+        # Unpublished rows before the position `before` (a parameter, or SQL) that are not leased to this relay (and so
+        # not in its claim or in flight).
         return (
-            f"{self.pending} AND {self.position} < %s "
+            f"{self.pending} AND {self.position} < {before} "
             f"AND NOT (claimed_by = %s AND claimed_until IS NOT NULL AND claimed_until >= %s)"
         )
 
@@ -667,11 +670,7 @@ class Relay:
         if self.single_active and sql.postgres:
             return self._read_as_the_active_relay(sql, now)
         with sql.together(), db_connection.cursor() as cursor:
-            held = None
-            if sql.lease_checked_sql is not None:
-                rows, held = sql.lease_checked(cursor, self.relay_id, now, now + self.lease, self.batch_size)
-            else:
-                rows = sql.lease(cursor, self.relay_id, now, now + self.lease, self.batch_size)
+            rows, held = sql.lease_checked(cursor, self.relay_id, now, now + self.lease, self.batch_size)
             if rows:
                 rows = self._in_subject_order(cursor, sql, rows, now, held)
         return rows

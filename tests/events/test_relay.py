@@ -248,10 +248,8 @@ def test_the_lease_asks_for_earlier_rows_held_elsewhere_leaving_out_its_own(purg
     def lease(relay_id: str, limit: int) -> tuple[list[int], bool]:
         now = datetime.now(UTC)
         with sql.together(), connection.cursor() as cursor:
-            if sql.lease_checked_sql is not None:
-                rows, held = sql.lease_checked(cursor, relay_id, now, now + timedelta(seconds=60), limit)
-            else:
-                rows = sql.lease(cursor, relay_id, now, now + timedelta(seconds=60), limit)
+            rows, held = sql.lease_checked(cursor, relay_id, now, now + timedelta(seconds=60), limit)
+            if held is None:  # not asked by the lease (SQLite): asked as the relay asks it
                 held = bool(rows) and sql.others_before(cursor, rows[-1].position, relay_id, now)
         return [row.position for row in rows], held
 
