@@ -85,6 +85,12 @@ def test_a_saga_with_a_retry_and_a_dead_letter_is_shown_whole_and_completes_afte
         )
         order_id = OrderSummary.objects.get().order_id
         wait_for(lambda: DeadLetter.objects.filter(handler=TELL).exists(), timeout=90, message="dead letter")
+        # The last attempt's failure row is written after its dead letter is stored.
+        wait_for(
+            lambda: HandlerFailure.objects.filter(handler=TELL, outcome=HandlerFailure.Outcome.DEAD).exists(),
+            timeout=30,
+            message="the dead-lettered attempt's failure row",
+        )
         flow = settled(order_id)
 
         page = staff.get(reverse("admin:events_trace_changelist"), {"q": order_id}).content.decode()
