@@ -29,6 +29,11 @@ Guarantees:
 - The log never stops behind one row: a row that cannot be made into a message (a timestamp AMQP
   cannot carry, say) or whose message would exceed `EVENTS_MAX_MESSAGE_BYTES` is set aside with
   `rejected_reason` (shown in the admin) and the rows behind it flow on.
+- Woken by a producer's nudge, the relay leases at once, so an event on a quiet bus costs no wait.
+  When the nudges that came in while its last batch was out say more events are due within
+  `EVENTS_RELAY_LINGER_MS` (5 ms), it lingers that long first, so the next batch takes them too:
+  fewer, larger batches under load (a batch costs a lease, a confirm and a mark whatever its
+  size), no wait when events come one at a time.
 - Only outages are retried: broker or database outages are waited out with backoff; nothing is
   marked unless confirmed, and a relay that loses the broker gives its leases back at once. A
   broker that stops answering without closing the connection (a frozen node, a stalled link) is
@@ -561,12 +566,15 @@ class Relay:
         confirm_timeout: float = 30.0,
         lease_seconds: float = 60.0,
         single_active: bool | None = None,
+        linger_seconds: float | None = None,
     ) -> None:
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
         self.poll_seconds = poll_seconds if poll_seconds is not None else settings.EVENTS_RELAY_POLL_SECONDS
         self.max_message_bytes = max_message_bytes or settings.EVENTS_MAX_MESSAGE_BYTES
         self.wake_address = settings.EVENTS_RELAY_WAKE_ADDRESS if wake_address is None else wake_address
+        self.linger = max(settings.EVENTS_RELAY_LINGER_MS / 1000 if linger_seconds is None else linger_seconds, 0.0)
+        self._since = time.monotonic()  # when the relay last stopped waiting
         self.confirm_timeout = confirm_timeout
         # Well beyond a batch's claim and confirm time; should a slow relay still lose a lease, the
         # event is published twice, which consumers absorb.
@@ -832,13 +840,35 @@ class Relay:
         return sock
 
     def _wait(self, wake: socket.socket | None) -> None:
+        """Until the next batch is due: at once when nudged on a quiet bus, after `linger` when the nudges that came in
+        while the last batch was out say events are flowing, at the latest after `poll_seconds`."""
         if wake is None:
             self.stop_event.wait(self.poll_seconds)
-            return
-        readable, _, _ = select.select([wake], [], [], self.poll_seconds)
+        elif nudges := self._nudges(wake, 0.0):
+            if self._flowing(nudges, time.monotonic() - self._since):
+                self._linger()
+        else:
+            self._nudges(wake, self.poll_seconds)
+        self._since = time.monotonic()
+
+    def _flowing(self, nudges: int, seconds: float) -> bool:
+        """Whether `nudges` commits in the `seconds` the last batch was out make at least one more due within the
+        linger (a single commit says nothing of a rate)."""
+        return self.linger > 0 and nudges >= 2 and nudges * self.linger >= seconds
+
+    def _linger(self) -> None:
+        self.stop_event.wait(self.linger)
+
+    @staticmethod
+    def _nudges(wake: socket.socket, timeout: float) -> int:
+        """The nudges that arrive within `timeout` (0: have arrived), all taken: 0 if none came."""
+        readable, _, _ = select.select([wake], [], [], timeout)
+        taken = 0
         if readable:
             try:
                 while True:
                     wake.recv(64)
+                    taken += 1
             except BlockingIOError:
                 pass
+        return taken

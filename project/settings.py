@@ -178,6 +178,8 @@ EVENTS_QUEUE_TYPE = env.str("EVENTS_QUEUE_TYPE", default="quorum")  # "classic" 
 EVENTS_MAX_MESSAGE_BYTES = env.int("EVENTS_MAX_MESSAGE_BYTES", default=256 * 1024)
 EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
 EVENTS_RELAY_POLL_SECONDS = env.float("EVENTS_RELAY_POLL_SECONDS", default=1.0)
+# When commits came in fast enough while the relay's last batch was out, how long it waits for more before the next.
+EVENTS_RELAY_LINGER_MS = env.float("EVENTS_RELAY_LINGER_MS", default=5.0)
 EVENTS_RELAY_WAKE_ADDRESS = env.str("EVENTS_RELAY_WAKE_ADDRESS", default="127.0.0.1:8765")
 # PostgreSQL: one relay publishes at a time (an advisory lock), the others stand by; it reads rows without leasing them.
 EVENTS_RELAY_SINGLE_ACTIVE = env.bool("EVENTS_RELAY_SINGLE_ACTIVE", default=False)

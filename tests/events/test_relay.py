@@ -1,6 +1,7 @@
 import json
 import socket
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -261,3 +262,47 @@ def test_the_lease_asks_for_earlier_rows_held_elsewhere_leaving_out_its_own(purg
     assert lease("other", 1) == (positions[4:5], False)
     assert lease("me", 1) == (positions[5:6], True)  # the other relay holds an earlier row
     assert lease("me", 1) == ([], False)
+
+
+class Lingering(Relay):
+    """Counts its lingers instead of sleeping them."""
+
+    lingered = 0
+
+    def _linger(self) -> None:
+        self.lingered += 1
+
+
+def test_the_relay_lingers_only_when_the_commits_during_its_last_batch_make_more_due() -> None:
+    relay = Relay(wake_address="", linger_seconds=0.005)
+    assert relay._flowing(nudges=2, seconds=0.004)  # 500/s: more than one due in 5 ms
+    assert relay._flowing(nudges=10, seconds=0.040)
+    assert not relay._flowing(nudges=2, seconds=0.020)  # 100/s: the next is due after the linger
+    assert not relay._flowing(nudges=1, seconds=0.001)  # one commit says nothing of a rate
+    assert not relay._flowing(nudges=0, seconds=0.001)
+    assert not Relay(wake_address="", linger_seconds=0.0)._flowing(nudges=50, seconds=0.001)
+
+
+def test_the_relay_takes_waiting_nudges_at_once_and_lingers_for_a_flow_of_them(purge: None, settings: Any) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EVENTS_RELAY_WAKE_ADDRESS = f"127.0.0.1:{port}"
+    # A linger of a minute: any commits within one batch are a flow (and `Lingering` does not sleep it).
+    relay = Lingering(poll_seconds=0.0, linger_seconds=60.0)
+    wake = relay._bind_wake_socket()
+    assert wake is not None
+    try:
+        relay._wait(wake)  # a quiet bus: no nudge waiting, the relay waits for one (here: its poll of 0 s)
+        assert relay.lingered == 0
+        publish(Ping, {"text": "alone"}, version="1.0")  # one commit while a batch was out: no lingering
+        relay._wait(wake)
+        assert relay.lingered == 0
+        publish(Ping, {"text": "a"}, version="1.0")  # several: events are flowing
+        publish(Ping, {"text": "b"}, version="1.0")
+        publish(Ping, {"text": "c"}, version="1.0")
+        relay._wait(wake)
+        assert relay.lingered == 1
+        assert Relay._nudges(wake, 0.0) == 0, "every waiting nudge was taken at once"
+    finally:
+        wake.close()
