@@ -847,6 +847,7 @@ class Relay:
         elif nudges := self._nudges(wake, 0.0):
             if self._flowing(nudges, time.monotonic() - self._since):
                 self._linger()
+                self._nudges(wake, 0.0)  # the commits of the linger: the next lease takes them
         else:
             self._nudges(wake, self.poll_seconds)
         self._since = time.monotonic()
