@@ -284,15 +284,12 @@ def test_the_relay_lingers_only_when_the_commits_during_its_last_batch_make_more
 
 
 def test_the_relay_takes_waiting_nudges_at_once_and_lingers_for_a_flow_of_them(purge: None, settings: Any) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.EVENTS_RELAY_WAKE_ADDRESS = f"127.0.0.1:{port}"
     # A linger of a minute: any commits within one batch are a flow (and `Lingering` does not sleep it).
-    relay = Lingering(poll_seconds=0.0, linger_seconds=60.0)
+    relay = Lingering(wake_address="127.0.0.1:0", poll_seconds=0.0, linger_seconds=60.0)
     wake = relay._bind_wake_socket()
     assert wake is not None
     try:
+        settings.EVENTS_RELAY_WAKE_ADDRESS = f"127.0.0.1:{wake.getsockname()[1]}"  # where publish() nudges
         relay._wait(wake)  # a quiet bus: no nudge waiting, the relay waits for one (here: its poll of 0 s)
         assert relay.lingered == 0
         publish(Ping, {"text": "alone"}, version="1.0")  # one commit while a batch was out: no lingering
