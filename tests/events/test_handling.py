@@ -138,7 +138,8 @@ def test_a_batch_that_outlasts_its_time_budget_hands_the_rest_on(
     handling.dispatch(subscription, [handling.item(e) for e in events])
 
     wait_for(lambda: Notification.objects.filter(kind="slow").count() == 6, timeout=30)
-    assert finished_tasks.count("events.handle") >= 3
+    # A task's notifications commit inside it, before `task_postrun` counts it finished: wait for the count too.
+    wait_for(lambda: finished_tasks.count("events.handle") >= 3, timeout=10, message="three handler tasks to finish")
     assert all(support.calls[f"s{n}"] == 1 for n in range(6))
 
 
