@@ -28,6 +28,12 @@ Guarantees:
 - A service's ordered handlers take their events from `<service>.events.ordered` instead, on a
   channel of their own, through the lanes of `events/ordered.py`; each such message is acked on
   its own once its lane has handled it.
+- Leaving (a warm shutdown, a restart of the worker's consumer), the consumer never cancels its
+  ordered consumer: it lets the lanes finish the batches they are running, acks them, and closes
+  the ordered channel. RabbitMQ hands a single-active-consumer queue to the next consumer the
+  moment the active one cancels, but gives back the messages that consumer still holds only when
+  its channel closes, behind later ones already delivered to the next; a close gives them back
+  and hands over in one step, so the next consumer gets them first.
 - An event older than a handler's `max_age` is not handed to that handler; the skip is counted
   per handler (`HandlerSkips`), before the message is acked.
 """
@@ -53,6 +59,51 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 # While a batch is held (see `_flush_unless_backed_up`), how often the consumer looks again.
 HOLD_POLL_SECONDS = 0.005
+# Leaving, how long the consumer waits for the ordered lanes to finish the batches they are running.
+LANES_FINISH_SECONDS = 10.0
+
+
+class HandOverInOrder(Consumer):
+    """The consumer of an ordered queue: on leaving it closes its channel instead of cancelling.
+
+    A cancel makes RabbitMQ activate the next single active consumer at once, with the messages
+    that follow, while the unacked messages of the cancelled one come back only when its channel
+    closes: behind later ones. Closing the channel returns them as the consumer goes, so they are
+    the first the next consumer gets."""
+
+    def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
+        channel = self.channel
+        if channel is None or not channel.connection:
+            return
+        if isinstance(exc_val, channel.connection.client.connection_errors):
+            return  # the connection is gone: the broker gives the messages back with it
+        quiet = _IgnoredDeliveries(channel.channel_id)
+        logging.getLogger("amqp").addFilter(quiet)
+        try:
+            if channel.is_open:
+                channel.close()
+        except Exception as exc:
+            logger.debug("could not close the ordered channel (%s)", exc)
+        finally:
+            logging.getLogger("amqp").removeFilter(quiet)
+        if quiet.ignored:
+            logger.info("ordered channel closed; %d messages delivered meanwhile go back to the queue", quiet.ignored)
+
+
+class _IgnoredDeliveries(logging.Filter):
+    """Counts, instead of logging one warning each, the deliveries py-amqp ignores while a channel closes."""
+
+    def __init__(self, channel_id: int) -> None:
+        super().__init__()
+        self.channel_id = channel_id
+        self.ignored = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if "during closing channel" in str(record.msg) and len(args) == 2 and args[1] == self.channel_id:
+            self.ignored += 1
+            return False
+        return True
 
 
 class EventConsumer(ConsumerMixin):
@@ -121,7 +172,7 @@ class EventConsumer(ConsumerMixin):
             ordered_channel = channel.connection.channel()
             for service in self.ordered_services:
                 consumers.append(
-                    Consumer(
+                    HandOverInOrder(
                         ordered_channel,
                         queues=[topology.ordered_queue(service)],
                         on_message=lambda message, service=service: self.on_ordered(service, message),
@@ -174,6 +225,8 @@ class EventConsumer(ConsumerMixin):
                     receive, service, message = self._held.pop(0)
                     receive(service, message)
                 yield
+            if self.lanes is not None:
+                self._finish_lanes(conn)
 
     # -- messages
     def on_message(self, service: str, message: Message) -> None:
@@ -301,6 +354,20 @@ class EventConsumer(ConsumerMixin):
             waiting, self._waiting = self._waiting, []
             for work in waiting:
                 self.lanes.submit(work)
+
+    def _finish_lanes(self, conn: Connection) -> None:
+        """Stopping: the lanes finish the batches they are running and take no more; what they finish is acked, the
+        rest goes back to the queue when the ordered channel closes. The connection is kept alive meanwhile (messages
+        delivered in the while stay unacked and go back too)."""
+        self.lanes.halt()
+        deadline = time.monotonic() + LANES_FINISH_SECONDS
+        while self.lanes.running and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=0.05)
+            except TimeoutError:
+                conn.heartbeat_check()
+            self._ack_ordered()
+        self._ack_ordered()
 
     def _save_skips(self) -> None:
         """Count the late events skipped since the last save (before their messages are acked)."""

@@ -13,7 +13,9 @@ Guarantees:
   the order in which they were committed per subject: one lane holds a subject, runs one of its
   messages at a time, and a message is acked only after it was handled. A worker that dies gives
   its unacked messages back, in order, to the next active consumer; the inbox skips those that
-  were handled already.
+  were handled already. One that stops hands over the same way, before any later message
+  reaches the next consumer (the consumer step closes the ordered channel, never cancels it:
+  see `events/consumer.py`).
 - A failed event holds its lane back: it is tried again in place, after the same backoff as other
   handlers, up to the handler's `max_attempts`; then it is a dead letter and the lane goes on.
   Other subjects of the same lane wait meanwhile, other lanes do not. A lost database connection
@@ -253,8 +255,16 @@ class Lanes:
         """The connection was lost: its unacked messages come again, so forget what was waiting."""
         self.epoch += 1
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def halt(self) -> None:
+        """The lanes finish the batches they are running and take no more."""
         self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.halt()
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._threads = []

@@ -1,6 +1,6 @@
 """Faults of the broker, on RabbitMQ nodes the suite starts itself (never the machine's shared one).
 
-Faults 4 and 8 kill and alarm the run's node (it is restarted and cleared before the next test).
+Faults 4, 8 and 8b kill and alarm the run's node (it is restarted and cleared before the next test).
 Fault 16 has a node of its own with a low `consumer_timeout` (3 s, checked every half second), so
 that a task held unacknowledged for longer than that would be taken back by the broker during the
 test.
@@ -97,6 +97,32 @@ def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: St
         wait_for(lambda kind=kind: not alarmed(node, kind), timeout=60, message=f"the {kind} alarm to clear")
         wait_for(lambda: published() == StoredEvent.objects.count(), timeout=120, message=f"publishing after the {kind} alarm")
     figures = drain(stack, "8 memory and disk alarms while publishing", since=fault)
+    assert_clean(figures)
+
+
+@pytest.mark.timeout(600)
+def test_8b_a_disk_alarm_while_the_worker_is_busy_keeps_every_subject_in_order(stack: Stack, main_node: rabbit.Node) -> None:
+    """The alarm comes while the worker is still handling a backlog and lasts longer than a few heartbeats: the
+    worker's consumer blocks on a task publish, Celery's connection is dropped, and the worker's consumer restarts.
+    The ordered events the old consumer held reach the new one before any later event."""
+    node = main_node
+    stack.relay()
+    stack.worker("all", load.ALL)
+    load.users(5, prefix="before")
+    wait_for(lambda: Notification.objects.count() >= 5, timeout=60, message="the stack working")
+    fault = time.monotonic()
+    load.marks(2000, prefix="busy-")
+    load.users(100, prefix="busy-")
+    wait_for(lambda: published() >= 1000, timeout=60, message="the backlog under way")
+    node.ctl("set_disk_free_limit", "100000GB")
+    wait_for(lambda: alarmed(node, "disk"), timeout=60, message="the disk alarm")
+    load.marks(200, prefix="blocked-")
+    load.users(20, prefix="blocked-")
+    time.sleep(12)  # three heartbeats of the chaos settings
+    node.ctl("set_disk_free_limit", "50MB")
+    wait_for(lambda: not alarmed(node, "disk"), timeout=60, message="the disk alarm to clear")
+    wait_for(lambda: published() == StoredEvent.objects.count(), timeout=120, message="publishing after the alarm")
+    figures = drain(stack, "8b disk alarm while the worker is busy", since=fault)
     assert_clean(figures)
 
 

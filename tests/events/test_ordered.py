@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from kombu import Connection, Consumer, Queue
 
 from events import publish
 from events.envelope import Envelope
@@ -144,6 +147,62 @@ def test_a_worker_killed_midway_loses_nothing_and_keeps_the_order(purge: None, p
     wait_for(lambda: Notification.objects.filter(kind="step").count() == 480, timeout=90, message="all 480 steps")
     runs = _runs()
     for subject, steps in runs.items():
+        assert steps == list(range(1, 61)), subject
+    assert not DeadLetter.objects.exists()
+
+
+def test_the_ordered_consumer_leaving_gives_its_messages_back_before_the_next_consumer_gets_later_ones(
+    amqp: Connection,
+) -> None:
+    """RabbitMQ activates the next single active consumer as soon as the active one cancels, and gives back the
+    messages the cancelled one holds only when its channel closes. The ordered consumer closes instead of cancelling."""
+    from events.consumer import HandOverInOrder
+
+    name = f"test.handover.{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, durable=True, queue_arguments={"x-queue-type": "quorum", "x-single-active-consumer": True})
+    producer = amqp.Producer()
+    for n in range(30):
+        producer.publish({"n": n}, routing_key=name, declare=[queue], serializer="json")
+    held: list[Any] = []
+    taken: list[int] = []
+    with amqp.clone() as first, amqp.clone() as second:
+        active = HandOverInOrder(first.channel(), queues=[queue], prefetch_count=10, on_message=held.append)
+        standby = Consumer(second.channel(), queues=[queue], prefetch_count=50, on_message=lambda m: taken.append(m.payload["n"]))
+        with active:
+            while len(held) < 10:
+                first.drain_events(timeout=5)
+            standby.consume()
+            with contextlib.suppress(TimeoutError):
+                second.drain_events(timeout=0.3)
+            assert taken == [], "the standby consumer got messages while the other was active"
+        wait_for(lambda: _drained(second) or len(taken) == 30, timeout=10, message="all 30 at the next consumer")
+        standby.cancel()
+        second.default_channel.queue_delete(name)
+    assert [message.payload["n"] for message in held] == list(range(10))
+    assert taken == list(range(30)), "messages held by the consumer that left came back after later ones"
+
+
+def _drained(connection: Connection) -> bool:
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0.05)
+    return False
+
+
+def test_a_worker_stopped_midway_hands_its_events_over_in_order(purge: None, processes: Any) -> None:
+    """As a deploy stops workers: the active one gets SIGTERM (a warm shutdown) with events of every subject still
+    prefetched or in its lanes, while the other stands by. The one taking over gets them back before any later one."""
+    _publish_steps(8, 60, pause_ms=40)
+    relay_all()
+    first = processes("worker-1", *_worker_args("one"))
+    second = processes("worker-2", *_worker_args("two"))
+    wait_for(lambda: Notification.objects.filter(kind="step").exists(), timeout=60, message="a worker to start")
+    wait_for(lambda: " ready." in second.output(), timeout=60, message="the second worker to stand by")
+    assert Notification.objects.filter(kind="step").count() < 480, "the first worker finished before the second started"
+    first.handle.send_signal(signal.SIGTERM)
+    assert first.handle.wait(timeout=60) is not None
+
+    wait_for(lambda: Notification.objects.filter(kind="step").count() == 480, timeout=90, message="all 480 steps")
+    for subject, steps in _runs().items():
         assert steps == list(range(1, 61)), subject
     assert not DeadLetter.objects.exists()
 
