@@ -20,7 +20,8 @@ Guarantees:
   in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
   eventId whenever one can be read) and rejected to `<service>.events.dlq`; a handler that cannot
   get the version it wants gets a dead letter of its own. The consumer goes on. Only
-  infrastructure failures (the database is down) give a message back to the broker.
+  infrastructure failures (the database is down) give a message back to the broker; an ordered
+  one never alone: the consumer starts over, and all its ordered channel held comes back in order.
 - Whatever the broker itself dead-letters from `<service>.events` (its delivery limit, a policy's
   length limit or TTL) gets a dead letter too: the consumer reads the copy in
   `<service>.events.dlq.audit` and records it with the reason from `x-death`.
@@ -61,6 +62,10 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 HOLD_POLL_SECONDS = 0.005
 # Leaving, how long the consumer waits for the ordered lanes to finish the batches they are running.
 LANES_FINISH_SECONDS = 10.0
+
+
+class OrderedReadFailed(Exception):
+    """An ordered message could not be read for want of the database: the consumer starts over."""
 
 
 class HandOverInOrder(Consumer):
@@ -327,7 +332,7 @@ class EventConsumer(ConsumerMixin):
         try:
             wanted = self._read(service, message, ordered=True)
         except Exception as exc:
-            self._failed(service, message, exc)
+            self._failed(service, message, exc, ordered=True)
             return
         if wanted is None:
             return
@@ -416,9 +421,13 @@ class EventConsumer(ConsumerMixin):
         )
         message.reject(requeue=False)
 
-    def _failed(self, service: str, message: Message, exc: Exception) -> None:
+    def _failed(self, service: str, message: Message, exc: Exception, *, ordered: bool = False) -> None:
         """Processing `message` failed after its content was read. The database unavailable: back off and let
-        the broker deliver it again. Anything else: a dead letter saying what failed, so that it cannot loop."""
+        the broker deliver it again. Anything else: a dead letter saying what failed, so that it cannot loop.
+
+        An ordered message is never given back alone: it would come back behind the later events of its subject that
+        were delivered meanwhile. The consumer starts over instead (`OrderedReadFailed`), its ordered channel closed,
+        and the broker gives back all that channel held, in order."""
         from django.db import InterfaceError, OperationalError
 
         from events import deadletters
@@ -441,8 +450,11 @@ class EventConsumer(ConsumerMixin):
                 logger.error("dead-lettering a message on %s.events the consumer failed on: %s", service, _reason(exc))
                 message.reject(requeue=False)
                 return
-        logger.error("could not process a message on %s.events (%s); requeueing it", service, _reason(exc))
         close_old_connections()
+        if ordered:
+            logger.error("could not process a message on %s.events.ordered (%s); reading the queue again", service, _reason(exc))
+            raise OrderedReadFailed(f"{service}.events.ordered: {_reason(exc)}") from exc
+        logger.error("could not process a message on %s.events (%s); requeueing it", service, _reason(exc))
         time.sleep(1.0)
         message.reject(requeue=True)
 

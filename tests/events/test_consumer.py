@@ -299,3 +299,27 @@ def test_a_batch_goes_as_soon_as_nothing_more_is_waiting_not_after_the_window(pu
         relay_all()
 
         wait_for(lambda: _handled("ping-v1", "alone"), timeout=20, message="the event handled well before the window")
+
+
+class _Held:
+    """A delivered message, as far as `_failed` touches it: what was done with it."""
+
+    def __init__(self) -> None:
+        self.rejected: list[bool] = []
+
+    def reject(self, requeue: bool = False) -> None:
+        self.rejected.append(requeue)
+
+
+def test_an_ordered_message_the_database_fails_on_is_not_given_back_alone(broker_url: str) -> None:
+    """Requeued alone it would come back behind later events of its subject: the consumer starts over instead, and
+    closing its ordered channel gives back everything it held, in order."""
+    from django.db import OperationalError
+
+    from events.consumer import EventConsumer, OrderedReadFailed
+
+    consumer = EventConsumer(Connection(broker_url), ["testsvc"], batch_size=10, window=0.005, prefetch=10)
+    message = _Held()
+    with pytest.raises(OrderedReadFailed, match="testsvc.events.ordered: OperationalError"):
+        consumer._failed("testsvc", message, OperationalError("the database is down"), ordered=True)
+    assert message.rejected == []
