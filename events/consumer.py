@@ -21,7 +21,8 @@ Guarantees:
   eventId whenever one can be read) and rejected to `<service>.events.dlq`; a handler that cannot
   get the version it wants gets a dead letter of its own. The consumer goes on. Only
   infrastructure failures (the database is down) give a message back to the broker; an ordered
-  one never alone: the consumer starts over, and all its ordered channel held comes back in order.
+  one never: given back alone it would come back behind later events of its subject, so it is
+  tried again in place, with backoff, and the ordered messages delivered meanwhile wait behind it.
 - Whatever the broker itself dead-letters from `<service>.events` (its delivery limit, a policy's
   length limit or TTL) gets a dead letter too: the consumer reads the copy in
   `<service>.events.dlq.audit` and records it with the reason from `x-death`.
@@ -60,12 +61,9 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 # While a batch is held (see `_flush_unless_backed_up`), how often the consumer looks again.
 HOLD_POLL_SECONDS = 0.005
-# Leaving, how long the consumer waits for the ordered lanes to finish the batches they are running.
-LANES_FINISH_SECONDS = 10.0
-
-
-class OrderedReadFailed(Exception):
-    """An ordered message could not be read for want of the database: the consumer starts over."""
+# Leaving, how long the consumer waits for the ordered lanes to finish the batches they are running (within the
+# worker's 10 s for the consumer step to stop).
+LANES_FINISH_SECONDS = 8.0
 
 
 class HandOverInOrder(Consumer):
@@ -137,6 +135,7 @@ class EventConsumer(ConsumerMixin):
         self.ordered_services = [service for service in services if subscriptions.has_ordered(service)]
         self.lanes = Lanes(lanes, batch_size) if self.ordered_services else None
         self._recovering = 0  # redelivered ordered messages not done yet: the others wait for them
+        self._stalled = False  # an ordered message is to be tried again: the ordered ones delivered meanwhile are held
         self._waiting: list[Any] = []
         self._skips: dict[str, tuple[str, int, str]] = {}  # handler -> (service, late, last event id)
         self._batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -199,6 +198,7 @@ class EventConsumer(ConsumerMixin):
         if self.lanes is not None:
             self.lanes.reset()
         self._recovering = 0
+        self._stalled = False
         self._waiting.clear()
         self._holding = False
         self._probe = None
@@ -324,16 +324,29 @@ class EventConsumer(ConsumerMixin):
 
     # -- ordered handlers
     def on_ordered(self, service: str, message: Message) -> None:
-        if self._flushing:
+        if self._flushing or self._stalled:
             self._held.append((self.on_ordered, service, message))  # read after the refused flush, as other messages are
             return
+        if self.lanes.halted:
+            return  # leaving: the message goes back, in order, when the ordered channel closes
         from events.ordered import Work
 
-        try:
-            wanted = self._read(service, message, ordered=True)
-        except Exception as exc:
-            self._failed(service, message, exc, ordered=True)
-            return
+        attempt = 0
+        while True:
+            try:
+                wanted = self._read(service, message, ordered=True)
+                break
+            except Exception as exc:
+                if self._dead_lettered(service, message, exc):
+                    return
+                attempt += 1
+                logger.error(
+                    "could not process a message on %s.events.ordered (%s); trying it again, the ordered messages after it wait",
+                    service,
+                    _reason(exc),
+                )
+                if not self._stall(attempt):
+                    return  # stopping: it goes back, in order, when the ordered channel closes
         if wanted is None:
             return
         envelope, handlers = wanted
@@ -421,13 +434,28 @@ class EventConsumer(ConsumerMixin):
         )
         message.reject(requeue=False)
 
-    def _failed(self, service: str, message: Message, exc: Exception, *, ordered: bool = False) -> None:
+    def _failed(self, service: str, message: Message, exc: Exception) -> None:
         """Processing `message` failed after its content was read. The database unavailable: back off and let
-        the broker deliver it again. Anything else: a dead letter saying what failed, so that it cannot loop.
+        the broker deliver it again. Anything else: a dead letter saying what failed, so that it cannot loop."""
+        if self._dead_lettered(service, message, exc):
+            return
+        logger.error("could not process a message on %s.events (%s); requeueing it", service, _reason(exc))
+        time.sleep(1.0)
+        message.reject(requeue=True)
 
-        An ordered message is never given back alone: it would come back behind the later events of its subject that
-        were delivered meanwhile. The consumer starts over instead (`OrderedReadFailed`), its ordered channel closed,
-        and the broker gives back all that channel held, in order."""
+    def _stall(self, attempt: int) -> bool:
+        """Before an ordered message is tried again: wait (backoff), keeping the connection alive, the ordered messages
+        delivered meanwhile held behind it. False if the consumer is to stop."""
+        self._stalled = True
+        try:
+            self._pause(min(0.5 * 2 ** (attempt - 1), 10.0))
+        finally:
+            self._stalled = False
+        return not self.should_stop
+
+    def _dead_lettered(self, service: str, message: Message, exc: Exception) -> bool:
+        """Unless `exc` is the database's (then False: the message is to be tried again), store a dead letter saying
+        what failed and reject the message, so that it cannot loop."""
         from django.db import InterfaceError, OperationalError
 
         from events import deadletters
@@ -445,18 +473,13 @@ class EventConsumer(ConsumerMixin):
                     event_id=_event_id_of(message, body),
                 )
             except Exception as store_exc:
-                exc = store_exc
+                logger.error("could not store the dead letter of a message on %s.events: %s", service, _reason(store_exc))
             else:
                 logger.error("dead-lettering a message on %s.events the consumer failed on: %s", service, _reason(exc))
                 message.reject(requeue=False)
-                return
+                return True
         close_old_connections()
-        if ordered:
-            logger.error("could not process a message on %s.events.ordered (%s); reading the queue again", service, _reason(exc))
-            raise OrderedReadFailed(f"{service}.events.ordered: {_reason(exc)}") from exc
-        logger.error("could not process a message on %s.events (%s); requeueing it", service, _reason(exc))
-        time.sleep(1.0)
-        message.reject(requeue=True)
+        return False
 
     def on_audit(self, service: str, message: Message) -> None:
         """A copy of something dead-lettered to `<service>.events.dlq`: record what the broker dead-lettered."""

@@ -227,6 +227,8 @@ class Lanes:
             self._threads.append(thread)
 
     def submit(self, work: Work) -> None:
+        if self.halted:
+            return  # leaving: its message goes back to the queue
         with self._lock:
             self._pending += 1
         if work.redelivered:
@@ -258,6 +260,10 @@ class Lanes:
     def halt(self) -> None:
         """The lanes finish the batches they are running and take no more."""
         self._stop.set()
+
+    @property
+    def halted(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def running(self) -> bool:
@@ -297,9 +303,13 @@ class Lanes:
 
     def _work(self, batch: list[Work], alone: bool) -> None:
         refresh_connections()
-        if alone and not self._started(batch[0]):
-            self.done.put(batch[0])
-            return
+        if alone:
+            started = self._started(batch[0])
+            if started is None:
+                return  # stopping: not run, not acked; its message goes back to the queue
+            if not started:
+                self.done.put(batch[0])  # dead-lettered, or stale (the consumer forgets it)
+                return
         index, outages = 0, 0
         while index < len(batch) and not self._stop.is_set():
             if batch[index].epoch != self.epoch:
@@ -329,10 +339,13 @@ class Lanes:
             if failure is not None:
                 self._failed(batch[index], failure)
 
-    def _started(self, work: Work) -> bool:
-        """For a redelivered message: record the start; False if it was dead-lettered instead."""
+    def _started(self, work: Work) -> bool | None:
+        """For a redelivered message: record the start; False if it was dead-lettered instead, or came on a connection
+        that is gone (its message comes again); None if the lanes are stopping meanwhile."""
         limit = settings.EVENTS_HANDLER_MAX_WORKER_LOSSES
         while not self._stop.is_set():
+            if work.epoch != self.epoch:
+                return False
             try:
                 starts = _record_start(work)
                 if starts <= limit:
@@ -352,7 +365,7 @@ class Lanes:
                 logger.warning("ordered lane: could not record the start of %s (%s); trying again", work.envelope.event_id, exc)
                 close_old_connections()
                 self._wait(1.0)
-        return False
+        return None
 
     def _finish(self, work: Work, alone: bool) -> None:
         self.done.put(work)

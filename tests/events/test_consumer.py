@@ -1,3 +1,4 @@
+import contextlib
 import json
 import pickle
 from datetime import UTC, datetime
@@ -6,7 +7,7 @@ from typing import Any
 import pytest
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.v1.event import CloudEvent
-from kombu import Connection
+from kombu import Connection, Consumer
 
 from events import Event, publish, subscribe
 from events.envelope import Envelope
@@ -14,7 +15,7 @@ from events.models import DeadLetter, HandlerSkips, InboxEntry
 from notifications.models import Notification
 from tests import broker
 from tests.conftest import basic_get, in_process_worker, raw_publish, relay_all
-from tests.support import Ping, Shipment, wait_for
+from tests.support import Ping, Shipment, Step, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -301,25 +302,57 @@ def test_a_batch_goes_as_soon_as_nothing_more_is_waiting_not_after_the_window(pu
         wait_for(lambda: _handled("ping-v1", "alone"), timeout=20, message="the event handled well before the window")
 
 
-class _Held:
-    """A delivered message, as far as `_failed` touches it: what was done with it."""
-
-    def __init__(self) -> None:
-        self.rejected: list[bool] = []
-
-    def reject(self, requeue: bool = False) -> None:
-        self.rejected.append(requeue)
-
-
-def test_an_ordered_message_the_database_fails_on_is_not_given_back_alone(broker_url: str) -> None:
-    """Requeued alone it would come back behind later events of its subject: the consumer starts over instead, and
-    closing its ordered channel gives back everything it held, in order."""
+def test_an_ordered_message_the_database_fails_on_is_tried_again_in_place_the_next_held_behind_it(
+    purge: None, amqp: Connection, broker_url: str
+) -> None:
+    """Given back alone, it would come back behind later events of its subject: it is tried again where it is, and an
+    ordered message delivered during the backoff waits behind it."""
     from django.db import OperationalError
 
-    from events.consumer import EventConsumer, OrderedReadFailed
+    from events import topology
+    from events.consumer import EventConsumer
+    from events.ordered import lane_of
 
-    consumer = EventConsumer(Connection(broker_url), ["testsvc"], batch_size=10, window=0.005, prefetch=10)
-    message = _Held()
-    with pytest.raises(OrderedReadFailed, match="testsvc.events.ordered: OperationalError"):
-        consumer._failed("testsvc", message, OperationalError("the database is down"), ordered=True)
-    assert message.rejected == []
+    publish(Step, {"n": 1}, subject="s", sequence=1)
+    publish(Step, {"n": 2}, subject="s", sequence=2)
+    relay_all()
+    messages: list[Any] = []
+    reader = Consumer(amqp.channel(), queues=[topology.ordered_queue("testsvc")], on_message=messages.append)
+    reader.consume()
+    wait_for(lambda: _drained(amqp) or len(messages) == 2, timeout=10, message="the two ordered messages")
+    first, second = messages
+
+    class DatabaseDownOnce(EventConsumer):
+        reads = 0
+
+        def _read(self, service: str, message: Any, *, ordered: bool) -> Any:
+            self.reads += 1
+            if self.reads == 1:
+                raise OperationalError("the database is down")
+            return super()._read(service, message, ordered=ordered)
+
+        def _pause(self, seconds: float) -> None:
+            self.on_ordered("testsvc", second)  # delivered during the backoff (not waited out here)
+
+    consumer = DatabaseDownOnce(Connection(broker_url), ["testsvc"], batch_size=10, window=0.005, prefetch=10)
+    consumer.on_ordered("testsvc", first)
+    assert not first.acknowledged, "the message was given back or dead-lettered"
+    assert consumer.reads == 2 and [held[2] for held in consumer._held] == [second]
+    receive, service, message = consumer._held.pop(0)
+    receive(service, message)
+    lane = consumer.lanes._queues[lane_of(_envelope_of(first), consumer.lanes.count)]
+    assert [lane.get_nowait().message for _ in range(2)] == [first, second]
+    first.ack()
+    second.ack()
+
+
+def _drained(connection: Connection) -> bool:
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0.05)
+    return False
+
+
+def _envelope_of(message: Any) -> Envelope:
+    from events.envelope import decode_message
+
+    return decode_message(message.body, message.content_type, message.headers)

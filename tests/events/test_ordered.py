@@ -57,6 +57,22 @@ def test_lanes_spread_subjects_and_keep_each_on_one() -> None:
     assert all(lane_of(e, 4) == lane for e, lane in zip(envelopes, lanes, strict=True))
 
 
+def test_lanes_that_stop_neither_run_nor_report_done_what_they_have_not_handled() -> None:
+    """What the consumer finds done it acks. Halted lanes (the worker leaving) report nothing they did not handle: a
+    redelivered event waiting for its start to be recorded, or one submitted after the halt, goes back to the queue."""
+    from events import subscriptions
+    from events.ordered import Lanes, Work
+
+    envelope = Envelope(event_type="Step", event_version="1.0", data={"n": 1}, source="t", subject="s0", sequence=1)
+    handlers = [(subscriptions.get("tests.support.step_handler"), envelope)]
+    lanes = Lanes(2, 10)
+    lanes.halt()
+    lanes._work([Work("testsvc", object(), envelope, handlers, lanes.epoch, redelivered=True)], alone=True)
+    lanes.submit(Work("testsvc", object(), envelope, handlers, lanes.epoch))
+    assert lanes.completed() == [] and not lanes.busy
+    assert not Notification.objects.filter(kind="step").exists()
+
+
 def test_the_ordered_queue_is_single_active_consumer_and_takes_only_ordered_keys() -> None:
     from events import topology
 
