@@ -75,12 +75,17 @@ def alarmed(node: rabbit.Node, kind: str) -> bool:
     return kind in node.ctl("eval", "rabbit_alarm:get_alarms().").stdout
 
 
-def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: Stack, main_node: rabbit.Node) -> None:
-    node = main_node
+def start_working(stack: Stack) -> None:
+    """A relay and a worker for every service, seen handling five users."""
     stack.relay()
     stack.worker("all", load.ALL)
     load.users(5, prefix="before")
     wait_for(lambda: Notification.objects.count() >= 5, timeout=60, message="the stack working")
+
+
+def test_8_memory_and_disk_alarms_block_publishers_and_nothing_is_lost(stack: Stack, main_node: rabbit.Node) -> None:
+    node = main_node
+    start_working(stack)
     fault = time.monotonic()
     for kind, raise_alarm, clear_alarm in [
         ("memory", ("set_vm_memory_high_watermark", "0.00001"), ("set_vm_memory_high_watermark", "0.4")),
@@ -106,10 +111,7 @@ def test_8b_a_disk_alarm_while_the_worker_is_busy_keeps_every_subject_in_order(s
     worker's consumer blocks on a task publish, Celery's connection is dropped, and the worker's consumer restarts.
     The ordered events the old consumer held reach the new one before any later event."""
     node = main_node
-    stack.relay()
-    stack.worker("all", load.ALL)
-    load.users(5, prefix="before")
-    wait_for(lambda: Notification.objects.count() >= 5, timeout=60, message="the stack working")
+    start_working(stack)
     fault = time.monotonic()
     load.marks(2000, prefix="busy-")
     load.users(100, prefix="busy-")
