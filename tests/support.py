@@ -31,6 +31,16 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
         time.sleep(interval)
 
 
+def read_deliveries(connection: Any, seconds: float = 0.05) -> bool:
+    """Let `connection` hand its consumers what the broker delivers within `seconds`; False, so that `wait_for` goes on
+    to the condition after it (`wait_for(lambda: read_deliveries(conn) or len(got) == n)`)."""
+    try:
+        connection.drain_events(timeout=seconds)
+    except TimeoutError:
+        pass
+    return False
+
+
 class PingV1(EventSchema):
     text: str
 

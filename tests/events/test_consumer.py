@@ -1,4 +1,3 @@
-import contextlib
 import json
 import pickle
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from events.models import DeadLetter, HandlerSkips, InboxEntry
 from notifications.models import Notification
 from tests import broker
 from tests.conftest import basic_get, in_process_worker, raw_publish, relay_all
-from tests.support import Ping, Shipment, Step, wait_for
+from tests.support import Ping, Shipment, Step, read_deliveries, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -319,7 +318,7 @@ def test_an_ordered_message_the_database_fails_on_is_tried_again_in_place_the_ne
     messages: list[Any] = []
     reader = Consumer(amqp.channel(), queues=[topology.ordered_queue("testsvc")], on_message=messages.append)
     reader.consume()
-    wait_for(lambda: _drained(amqp) or len(messages) == 2, timeout=10, message="the two ordered messages")
+    wait_for(lambda: read_deliveries(amqp) or len(messages) == 2, timeout=10, message="the two ordered messages")
     first, second = messages
 
     class DatabaseDownOnce(EventConsumer):
@@ -344,12 +343,6 @@ def test_an_ordered_message_the_database_fails_on_is_tried_again_in_place_the_ne
     assert [lane.get_nowait().message for _ in range(2)] == [first, second]
     first.ack()
     second.ack()
-
-
-def _drained(connection: Connection) -> bool:
-    with contextlib.suppress(TimeoutError):
-        connection.drain_events(timeout=0.05)
-    return False
 
 
 def _envelope_of(message: Any) -> Envelope:
