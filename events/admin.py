@@ -127,24 +127,17 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="handlers")
     def handlers(self, event: StoredEvent) -> SafeString | str:
-        handled = {entry.handler: entry.processed_at for entry in InboxEntry.objects.filter(event_id=str(event.event_id))}
+        entries = {entry.handler: entry for entry in InboxEntry.objects.filter(event_id=str(event.event_id))}
         subscribed = {
             s.name: s.service
             for service in settings.SERVICES
             for s in subscriptions.for_service(service)
             if event.routing_key in s.event_type.routing_keys
         }
-        names = sorted(subscribed.keys() | handled.keys())
+        names = sorted(subscribed.keys() | entries.keys())
         if not names:
             return "no handler of this project's services subscribes to it"
-        rows = (
-            (
-                name,
-                subscribed.get(name, "(no longer subscribed)"),
-                f"handled {handled[name]:%Y-%m-%d %H:%M:%S.%f}"[:-3] if name in handled else "not handled (yet)",
-            )
-            for name in names
-        )
+        rows = ((name, subscribed.get(name, "(no longer subscribed)"), _inbox_state(entries.get(name))) for name in names)
         return format_html(
             "<table><thead><tr><th>handler</th><th>service</th><th>inbox</th></tr></thead><tbody>{}</tbody></table>",
             format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
@@ -175,10 +168,17 @@ class StoredEventAdmin(ReadOnlyAdmin):
         )
 
 
+def _inbox_state(entry: InboxEntry | None) -> str:
+    if entry is None:
+        return "not handled (yet)"
+    done = "given up (see its dead letter)" if entry.dead_lettered else "handled"
+    return f"{done} {entry.processed_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+
+
 @admin.register(InboxEntry)
 class InboxEntryAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "handler", "event_type", "processed_at", "attempt", "duration_ms"]
-    list_filter = ["handler", "event_type"]
+    list_display = ["event_id", "handler", "event_type", "processed_at", "attempt", "duration_ms", "dead_lettered"]
+    list_filter = ["handler", "event_type", "dead_lettered"]
     search_fields = ["=event_id"]
 
 

@@ -14,6 +14,11 @@ and the broker agree:
 Replay, once the cause is fixed: a dead letter that names a handler is handed to that one handler
 again, with fresh attempts; any other is put back on `<service>.events` as it came, for the
 consumer to read again with the code it runs now.
+
+A handler gives up on an event once: its dead letter comes with an inbox row marked
+`dead_lettered`, so the event coming back (a redelivery, a second publish) does not run the
+handler again until the dead letter is replayed. For an ordered handler, that keeps a given-up
+event from running after later events of its subject.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from django.db.models.functions import Greatest
 
 from events import topology
 from events.envelope import Envelope
-from events.models import DeadLetter
+from events.models import DeadLetter, InboxEntry
 from events.observability import console, metrics
 
 logger = logging.getLogger(__name__)
@@ -152,7 +157,11 @@ def record_unreadable(
 
 
 def record_handler_failure(*, service: str, handler: str, envelope: Envelope, reason: str, tb: str, attempts: int) -> DeadLetter:
-    """Store the handler's dead letter and copy the event to the DLQ; an open one for the same event is updated instead."""
+    """Store the handler's dead letter and copy the event to the DLQ; an open one for the same event is updated instead.
+
+    With the dead letter, the handler's inbox row for the event is written, marked `dead_lettered`: the handler has
+    given up on it, so if it comes again (redelivered after a lost ack, or published twice) it is a duplicate and
+    does not run, out of order, after later events of its subject. Replaying the dead letter removes the row."""
     fields = _envelope_fields(envelope)
     open_letter = DeadLetter.objects.filter(
         stage=DeadLetter.Stage.HANDLER,
@@ -175,14 +184,17 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
                 attempts=attempts,
                 routing_key=_short(f"{service}.events", 300),
             )
+            _mark_given_up(handler, envelope, attempts)
     except IntegrityError:
         # The event came back after it was dead-lettered (a duplicate delivery): its copy is in the DLQ already.
-        open_letter.update(
-            reason=_clean(reason),
-            traceback=_clean(tb),
-            attempts=Greatest("attempts", attempts),
-            fingerprint=console.fingerprint(service=service, handler=handler, stage=DeadLetter.Stage.HANDLER, reason=reason),
-        )
+        with transaction.atomic():
+            open_letter.update(
+                reason=_clean(reason),
+                traceback=_clean(tb),
+                attempts=Greatest("attempts", attempts),
+                fingerprint=console.fingerprint(service=service, handler=handler, stage=DeadLetter.Stage.HANDLER, reason=reason),
+            )
+            _mark_given_up(handler, envelope, attempts)
         return open_letter.get()
     metrics.dead_lettered(dead.service, dead.event_type, DeadLetter.Stage.HANDLER)
     try:
@@ -192,6 +204,25 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
             "dead letter %s is stored but could not be copied to %s", dead.pk, topology.dead_letter_queue_name(service)
         )
     return dead
+
+
+def _mark_given_up(handler: str, envelope: Envelope, attempts: int) -> None:
+    """The handler's inbox row for the event, as given up on; left as it is if the handler has one already."""
+    row = InboxEntry(
+        source=envelope.source,
+        event_id=envelope.event_id,
+        handler=handler,
+        event_type=envelope.event_type,
+        attempt=attempts,
+        dead_lettered=True,
+    )
+    InboxEntry.objects.bulk_create([row], ignore_conflicts=True)
+
+
+def _unmark_given_up(dead_letter: DeadLetter) -> None:
+    InboxEntry.objects.filter(
+        handler=dead_letter.handler, event_id=dead_letter.event_id, source=dead_letter.source, dead_lettered=True
+    ).delete()
 
 
 @dataclass(frozen=True)
@@ -252,7 +283,12 @@ class NotReplayable(Exception):
 
 
 def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
-    """Deliver the event of `dead_letter` again (see the module docstring); then mark it replayed."""
+    """Deliver the event of `dead_letter` again (see the module docstring), and mark it replayed.
+
+    Marked, and its handler's given-up inbox row removed, in the transaction that sends it, the message
+    last: if it cannot be sent, nothing changed. The handler's run waits for that commit (for the inbox row
+    and the open dead letter it would write); a crash between sending and committing leaves the dead letter
+    open, and the run a duplicate of the given-up row: replaying again delivers it."""
     from events import handling, subscriptions
 
     if dead_letter.handler and dead_letter.envelope is not None:
@@ -266,12 +302,19 @@ def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
                 subscription.event_type.convert(envelope.data, envelope.event_version, subscription.version),
                 subscription.version,
             )
-        handling.dispatch(subscription, [handling.item(envelope)])
+        with transaction.atomic():
+            _mark_replayed(dead_letter)
+            _unmark_given_up(dead_letter)
+            handling.dispatch(subscription, [handling.item(envelope)])
     elif dead_letter.stage in (DeadLetter.Stage.CONSUMER, DeadLetter.Stage.BROKER) and dead_letter.raw_body:
-        _republish_raw(dead_letter)
+        with transaction.atomic():
+            _mark_replayed(dead_letter)
+            _republish_raw(dead_letter)
     else:
         raise NotReplayable("this dead letter keeps neither a handler's event nor the message it came as")
-    # Sent first, marked second: a crash in between replays twice, which the inbox absorbs.
+
+
+def _mark_replayed(dead_letter: DeadLetter) -> None:
     DeadLetter.objects.filter(pk=dead_letter.pk).update(status=DeadLetter.Status.REPLAYED, replayed_at=datetime.now(UTC))
 
 

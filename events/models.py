@@ -121,6 +121,10 @@ class InboxEntry(models.Model):
 
     An event is identified by its source and id together, as CloudEvents makes them unique: two
     producers may both send an event "1".
+
+    Processed means handled, or given up on (`dead_lettered`): a row written with the handler's dead
+    letter, so that the event coming back (redelivered, or published twice) does not run again, after
+    later events of its subject, say. Replaying the dead letter removes that row.
     """
 
     source = models.CharField(max_length=200, default="")
@@ -131,6 +135,7 @@ class InboxEntry(models.Model):
     # The attempt that succeeded, and how long the handler ran (written once per handler task, for its batch).
     attempt = models.PositiveIntegerField(default=1)
     duration_ms = models.FloatField(null=True, blank=True)
+    dead_lettered = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = "inbox entry"
@@ -138,7 +143,7 @@ class InboxEntry(models.Model):
         constraints = [models.UniqueConstraint(fields=["event_id", "source", "handler"], name="inbox_event_handler_unique")]
 
     def __str__(self) -> str:
-        return f"{self.event_id} → {self.handler}"
+        return f"{self.event_id} → {self.handler}{' (dead letter)' if self.dead_lettered else ''}"
 
 
 class DeadLetter(models.Model):

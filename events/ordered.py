@@ -19,7 +19,9 @@ Guarantees:
 - A failed event holds its lane back: it is tried again in place, after the same backoff as other
   handlers, up to the handler's `max_attempts`; then it is a dead letter and the lane goes on.
   Other subjects of the same lane wait meanwhile, other lanes do not. A lost database connection
-  never counts as an attempt: the lane waits and runs the batch again.
+  never counts as an attempt: the lane waits and runs the batch again. The dead letter comes with
+  the handler's inbox row marked given up (`deadletters.record_handler_failure`), so the event
+  coming back (a lost ack, a second publish) never runs after its subject's later events.
 - A message that comes back after its worker died (`redelivered`) is run alone, by one lane at a
   time, with a start recorded beforehand: an event whose run was started
   `EVENTS_HANDLER_MAX_WORKER_LOSSES` times without finishing (its handler ends the process, say) is a

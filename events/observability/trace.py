@@ -210,7 +210,7 @@ def _publisher(event: StoredEvent) -> str:
 def _nodes(events: list[StoredEvent]) -> list[Node]:
     ids = [str(e.event_id) for e in events]
     inbox: dict[tuple[str, str], list[InboxEntry]] = {}
-    for entry in InboxEntry.objects.filter(event_id__in=ids):
+    for entry in InboxEntry.objects.filter(event_id__in=ids, dead_lettered=False):  # a given-up one: its dead letter says
         inbox.setdefault((entry.source, entry.event_id), []).append(entry)
     failures: dict[tuple[str, str], list[HandlerFailure]] = {}
     for failure in HandlerFailure.objects.filter(event_id__in=ids).order_by("created_at", "id"):

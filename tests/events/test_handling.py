@@ -73,6 +73,53 @@ def test_a_handler_that_always_fails_ends_as_a_dead_letter_and_replays_after_a_f
     assert dead.status == DeadLetter.Status.REPLAYED and dead.replayed_at is not None
 
 
+def test_a_given_up_event_that_comes_again_does_not_run_until_its_dead_letter_is_replayed(
+    worker: object, finished_tasks: list[str]
+) -> None:
+    support.failures_left["given up"] = -1
+    stored = publish(Flaky, {"key": "given up"})
+    relay_all()
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=str(stored.event_id)).first(), timeout=30)
+    marker = InboxEntry.objects.get(event_id=str(stored.event_id))
+    assert marker.dead_lettered and marker.attempt == 3 and marker.handler == "tests.support.flaky_handler"
+    runs = finished_tasks.count("events.handle")
+
+    type(stored).objects.filter(pk=stored.pk).update(published_at=None)  # published again, as after a relay crash
+    relay_all()
+
+    wait_for(lambda: finished_tasks.count("events.handle") == runs + 1, message="the second copy to be taken")
+    assert support.calls["given up"] == 3, "the handler ran again on an event it had given up on"
+    assert DeadLetter.objects.get().pk == dead.pk
+
+    support.failures_left["given up"] = 0
+    dead_letter_replay(dead_letter=dead)
+
+    wait_for(lambda: Notification.objects.filter(kind="flaky", body="given up").exists(), timeout=30)
+    entry = InboxEntry.objects.get(event_id=str(stored.event_id))
+    assert not entry.dead_lettered and entry.attempt == 1
+    assert DeadLetter.objects.get().status == DeadLetter.Status.REPLAYED
+
+
+def test_a_dead_letter_that_cannot_be_sent_again_stays_open_and_given_up(
+    worker: object, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.failures_left["unsent"] = -1
+    stored = publish(Flaky, {"key": "unsent"})
+    relay_all()
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=str(stored.event_id)).first(), timeout=30)
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("the broker is down")
+
+    monkeypatch.setattr(handling, "dispatch", broker_down)
+    with pytest.raises(ConnectionRefusedError):
+        dead_letter_replay(dead_letter=dead)
+
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.OPEN and dead.replayed_at is None
+    assert InboxEntry.objects.get(event_id=str(stored.event_id)).dead_lettered
+
+
 def test_in_a_batch_a_failing_event_does_not_take_the_others_with_it(worker: object) -> None:
     support.failures_left["bad"] = -1
     subscription = subscriptions.get("tests.support.flaky_handler")
@@ -82,8 +129,8 @@ def test_in_a_batch_a_failing_event_does_not_take_the_others_with_it(worker: obj
 
     wait_for(lambda: DeadLetter.objects.filter(event_id=bad.event_id).exists(), timeout=30)
     assert Notification.objects.filter(kind="flaky", body="good").count() == 1
-    assert InboxEntry.objects.filter(event_id=good.event_id).exists()
-    assert not InboxEntry.objects.filter(event_id=bad.event_id).exists()
+    assert not InboxEntry.objects.get(event_id=good.event_id).dead_lettered
+    assert InboxEntry.objects.get(event_id=bad.event_id).dead_lettered  # given up on, not handled
 
 
 def test_a_batch_hit_by_a_database_outage_is_delivered_again_without_losing_or_doubling_anything(worker: object) -> None:
@@ -112,7 +159,7 @@ def test_a_handler_that_swallows_a_database_error_fails_instead_of_counting_as_h
     dead = wait_for(lambda: DeadLetter.objects.filter(event_id=bad.event_id).first(), timeout=30)
     assert "swallowed a database error" in dead.reason and dead.attempts == 2
     assert list(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["fine"]
-    assert not InboxEntry.objects.filter(event_id=bad.event_id).exists()
+    assert InboxEntry.objects.get(event_id=bad.event_id).dead_lettered  # given up, never counted as handled
 
 
 def test_an_error_found_only_at_commit_isolates_its_event_and_keeps_the_others(worker: object) -> None:
@@ -122,7 +169,7 @@ def test_an_error_found_only_at_commit_isolates_its_event_and_keeps_the_others(w
 
     dead = wait_for(lambda: DeadLetter.objects.filter(event_id=events[1].event_id).first(), timeout=30)
     assert "IntegrityError" in dead.reason and dead.attempts == 2
-    wait_for(lambda: InboxEntry.objects.filter(handler="tests.support.tricky_handler").count() == 2)
+    wait_for(lambda: InboxEntry.objects.filter(handler="tests.support.tricky_handler", dead_lettered=False).count() == 2)
     assert sorted(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["one", "two"]
 
 

@@ -120,6 +120,25 @@ def test_an_event_failing_every_time_is_a_dead_letter_and_its_subject_goes_on(wo
     assert _runs()["s0"] == [1, 2, 3, 4]
 
 
+def test_a_given_up_event_that_comes_again_after_later_ones_is_not_run_after_them(worker: object) -> None:
+    """Published again (a relay that crashed between the confirm and its mark), it must not run after s1:3 and s1:4."""
+    from events.models import StoredEvent
+
+    failures_left["s1:2"] = -1
+    _publish_steps(2, 4)
+    relay_all()
+    wait_for(lambda: Notification.objects.filter(kind="step").count() == 7, timeout=30, message="7 steps")
+    failures_left["s1:2"] = 0  # it would succeed now: only its dead letter's replay may run it
+
+    StoredEvent.objects.filter(subject="s1", sequence=2).update(published_at=None)
+    publish(Step, {"n": 5, "mode": "ok", "pause_ms": 0}, subject="s1", sequence=5)
+    relay_all()
+
+    wait_for(lambda: Notification.objects.filter(kind="step").count() == 8, timeout=30, message="s1:5")
+    assert _runs()["s1"] == [1, 3, 4, 5]
+    assert DeadLetter.objects.get().handler == "tests.support.step_handler"
+
+
 def test_late_events_are_skipped_and_counted_per_handler(worker: object) -> None:
     old = timezone.now() - timedelta(minutes=5)
     for n in range(3):
