@@ -137,7 +137,9 @@ def test_a_saga_with_a_retry_and_a_dead_letter_is_shown_whole_and_completes_afte
         assert letter.fingerprint[:12] in listed and "tell_order_confirmed" in listed
         staff.post(console_url, {"group": letter.fingerprint, "action": "retry"})
         wait_for(
-            lambda: InboxEntry.objects.filter(handler=TELL, dead_lettered=False).exists(), timeout=60, message="handled after the fix"
+            lambda: InboxEntry.objects.filter(handler=TELL, dead_lettered=False).exists(),
+            timeout=60,
+            message="handled after the fix",
         )
         flow = settled(order_id)
     tell = next(h for n in flow.nodes for h in n.handlers if h.name == TELL)
