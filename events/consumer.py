@@ -38,6 +38,9 @@ Guarantees:
   and hands over in one step, so the next consumer gets them first.
 - An event older than a handler's `max_age` is not handed to that handler; the skip is counted
   per handler (`HandlerSkips`), before the message is acked.
+- Told to stop while the broker is unreachable, the consumer gives up connecting within a second
+  (kombu's reconnect loop would go on for ever): a restart of the worker's consumer during an
+  outage leaves no thread of the old one behind, to come back with the broker beside the new one.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import bootsteps
@@ -107,6 +112,10 @@ class _IgnoredDeliveries(logging.Filter):
             self.ignored += 1
             return False
         return True
+
+
+class Leaving(Exception):
+    """The consumer step is stopping while the broker cannot be reached: it stops trying."""
 
 
 class EventConsumer(ConsumerMixin):
@@ -186,6 +195,21 @@ class EventConsumer(ConsumerMixin):
                 )
             self.lanes.start()
         return consumers
+
+    @contextmanager
+    def establish_connection(self) -> Iterator[Connection]:
+        # ConsumerMixin's, with a callback kombu calls every second while it waits to connect again.
+        with self.create_connection() as conn:
+            conn.ensure_connection(self.on_connection_error, self.connect_max_retries, callback=self._unless_leaving)
+            yield conn
+
+    def _unless_leaving(self) -> None:
+        if self.should_stop:
+            raise Leaving("stopped while the broker could not be reached")
+
+    def on_connection_error(self, exc: BaseException, interval: float) -> None:
+        self._unless_leaving()
+        logger.warning("broker connection error: %r; trying again in %.1f s", exc, interval)
 
     def on_connection_revived(self) -> None:
         # Unacked messages of a lost channel are redelivered: forget them.
@@ -696,6 +720,8 @@ class EventConsumerStep(bootsteps.StartStopStep):
             while not consumer.should_stop:
                 try:
                     consumer.run()
+                except Leaving:
+                    logger.info("event consumer stopped while the broker could not be reached")
                 except Exception:
                     logger.exception("event consumer failed; restarting it in 1s")
                     time.sleep(1.0)

@@ -349,3 +349,39 @@ def _envelope_of(message: Any) -> Envelope:
     from events.envelope import decode_message
 
     return decode_message(message.body, message.content_type, message.headers)
+
+
+def test_a_consumer_told_to_stop_while_the_broker_is_unreachable_stops_trying(settings: Any) -> None:
+    """A restart of the worker's consumer during an outage must not leave the old one reconnecting for ever."""
+    import socket
+    import threading
+
+    from events.consumer import EventConsumer, EventConsumerStep
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there: the broker is down
+    failures: list[BaseException] = []
+
+    class Recording(EventConsumer):
+        def on_connection_error(self, exc: BaseException, interval: float) -> None:
+            failures.append(exc)
+            super().on_connection_error(exc, interval)
+
+    consumer = Recording(
+        Connection(f"amqp://guest:guest@127.0.0.1:{port}//", connect_timeout=1),
+        ["testsvc"],
+        batch_size=10,
+        window=0.005,
+        prefetch=10,
+    )
+    thread = threading.Thread(target=EventConsumerStep._run, args=(consumer,), daemon=True)
+    thread.start()
+    wait_for(lambda: failures, timeout=20, message="the consumer to be trying to reconnect")
+
+    consumer.should_stop = True
+    thread.join(timeout=5)
+
+    assert not thread.is_alive(), "the consumer is still trying to connect after it was told to stop"
+    assert consumer.lanes is not None and not consumer.lanes.running
