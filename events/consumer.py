@@ -38,8 +38,9 @@ Guarantees:
   and hands over in one step, so the next consumer gets them first.
 - An event older than a handler's `max_age` is not handed to that handler; the skip is counted
   per handler (`HandlerSkips`), before the message is acked.
-- Told to stop while the broker is unreachable, the consumer gives up connecting within a second
-  (kombu's reconnect loop would go on for ever): a restart of the worker's consumer during an
+- Told to stop while the broker is unreachable, the consumer gives up connecting within a few
+  seconds, once a connection attempt under way has timed out (kombu's reconnect loop would go on
+  for ever): a restart of the worker's consumer during an
   outage leaves no thread of the old one behind, to come back with the broker beside the new one.
 """
 

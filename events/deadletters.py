@@ -315,7 +315,15 @@ def dead_letter_replay(*, dead_letter: DeadLetter) -> None:
 
 
 def _mark_replayed(dead_letter: DeadLetter) -> None:
-    DeadLetter.objects.filter(pk=dead_letter.pk).update(status=DeadLetter.Status.REPLAYED, replayed_at=datetime.now(UTC))
+    """Mark it replayed, unless it was replayed already (by another replay meanwhile, say): its event went back
+    then, and if it failed again its new dead letter is the one to replay (this one's given-up row is gone)."""
+    marked = (
+        DeadLetter.objects.filter(pk=dead_letter.pk)
+        .exclude(status=DeadLetter.Status.REPLAYED)
+        .update(status=DeadLetter.Status.REPLAYED, replayed_at=datetime.now(UTC))
+    )
+    if not marked:
+        raise NotReplayable("it was replayed already; if its event failed again, replay its newer dead letter")
 
 
 def _republish_raw(dead_letter: DeadLetter) -> None:

@@ -169,7 +169,10 @@ def _claim_inbox(
             once.append((envelope, attempt, data))
     if connection.vendor == "postgresql":
         # One statement: rows already there (handled before, or by another worker meanwhile) are left out.
-        rows = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once]
+        rows = sorted(
+            (_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once),
+            key=lambda row: (row.source, row.event_id),
+        )  # in the order claim_all() writes them: two tasks with events in common wait for each other, never deadlock
         new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, _INBOX_KEY)}
         fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) in new]
         return fresh, [row for row in rows if (row.source, row.event_id) in new]
@@ -500,12 +503,19 @@ def _handle_batch(
                 except Exception as exc:
                     if connection_lost(exc):
                         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                    if isinstance(exc, SoftTimeLimitExceeded):
+                        if claims is not None:
+                            # The signal may have struck after the handler's savepoint was released, its work kept:
+                            # whether to remove its inbox row cannot be told, so nothing of the batch commits. Its
+                            # events are sent again one task each, where each claims its own row.
+                            raise BatchAborted("the soft time limit struck in the middle of a batch") from exc
+                        if transaction.get_rollback():
+                            raise BatchAborted("the soft time limit struck while the database was busy") from exc
+                        failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                        return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
                     failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
                     if claimed is not None and not transaction.get_rollback():
                         unclaim([claimed])
-                    if isinstance(exc, SoftTimeLimitExceeded):
-                        unclaim(_claimed(claims, batch[index + 1 :]))
-                        return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
                 if transaction.get_rollback():
                     raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)")
     except DatabaseUnavailable:

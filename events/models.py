@@ -135,7 +135,8 @@ class InboxEntry(models.Model):
     # The attempt that succeeded, and how long the handler ran (written once per handler task, for its batch).
     attempt = models.PositiveIntegerField(default=1)
     duration_ms = models.FloatField(null=True, blank=True)
-    dead_lettered = models.BooleanField(default=False)
+    # With a database default too, so that workers not yet upgraded can go on inserting rows during a deploy.
+    dead_lettered = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         verbose_name = "inbox entry"

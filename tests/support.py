@@ -195,6 +195,10 @@ def tricky_handler(event: Event[TrickyV1]) -> None:
         raise SystemExit(3)
     elif event.data.mode == "interrupt":
         raise KeyboardInterrupt
+    elif event.data.mode == "soft-limit-once" and calls[event.data.key] == 1:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        raise SoftTimeLimitExceeded()  # as Celery's soft time limit strikes, once
 
 
 class OutageV1(EventSchema):

@@ -98,6 +98,8 @@ def test_a_given_up_event_that_comes_again_does_not_run_until_its_dead_letter_is
     entry = InboxEntry.objects.get(event_id=str(stored.event_id))
     assert not entry.dead_lettered and entry.attempt == 1
     assert DeadLetter.objects.get().status == DeadLetter.Status.REPLAYED
+    with pytest.raises(NotReplayable, match="replayed already"):  # twice would remove a newer dead letter's row
+        dead_letter_replay(dead_letter=dead)
 
 
 def test_a_dead_letter_that_cannot_be_sent_again_stays_open_and_given_up(
@@ -188,6 +190,18 @@ def test_a_batch_that_outlasts_its_time_budget_hands_the_rest_on(
     # A task's notifications commit inside it, before `task_postrun` counts it finished: wait for the count too.
     wait_for(lambda: finished_tasks.count("events.handle") >= 3, timeout=10, message="three handler tasks to finish")
     assert all(support.calls[f"s{n}"] == 1 for n in range(6))
+
+
+def test_the_soft_time_limit_striking_mid_batch_loses_nothing_and_doubles_nothing(worker: object) -> None:
+    subscription = subscriptions.get("tests.support.tricky_handler")
+    events = [_tricky("a"), _tricky("b", "soft-limit-once"), _tricky("c")]
+
+    handling.dispatch(subscription, [handling.item(e) for e in events])
+
+    wait_for(lambda: Notification.objects.filter(kind="tricky").count() == 3, timeout=30, message="a, b and c handled")
+    assert sorted(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["a", "b", "c"]
+    assert not InboxEntry.objects.filter(dead_lettered=True).exists() and not DeadLetter.objects.exists()
+    assert support.calls["b"] == 2
 
 
 @pytest.mark.django_db
