@@ -119,14 +119,15 @@ def _claim_one(subscription: Subscription, envelope: Envelope, attempt: int) -> 
 def claim_all(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> dict[tuple[str, str], InboxEntry] | None:
     """PostgreSQL: the inbox rows of the events of `batch` the handler has not handled yet, written in one statement,
     by event: one round trip for the batch instead of one per event. None elsewhere (or for one event): each event
-    claims its own row in its savepoint. Rows are written in (source, event id) order, so that two tasks claiming
-    some of the same events (a duplicate delivery) wait for each other rather than deadlock."""
+    claims its own row in its savepoint. Rows are written in the batch's order, so that the inbox's ids follow the
+    order the events run in. Two tasks holding some of the same events (a duplicate delivery) in different orders
+    can deadlock here: PostgreSQL ends one of them, whose events are then sent again one task each."""
     if connection.vendor != "postgresql" or len(batch) < 2:
         return None
     rows: dict[tuple[str, str], InboxEntry] = {}
     for envelope, attempt in batch:
         rows.setdefault((envelope.source, envelope.event_id), _inbox_row(subscription, envelope, attempt))
-    new = rowsets.insert_new([rows[key] for key in sorted(rows)], _INBOX_KEY)
+    new = rowsets.insert_new(list(rows.values()), _INBOX_KEY)
     return {(row.source, row.event_id): row for row in new}
 
 
@@ -169,10 +170,7 @@ def _claim_inbox(
             once.append((envelope, attempt, data))
     if connection.vendor == "postgresql":
         # One statement: rows already there (handled before, or by another worker meanwhile) are left out.
-        rows = sorted(
-            (_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once),
-            key=lambda row: (row.source, row.event_id),
-        )  # in the order claim_all() writes them: two tasks with events in common wait for each other, never deadlock
+        rows = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once]
         new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, _INBOX_KEY)}
         fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) in new]
         return fresh, [row for row in rows if (row.source, row.event_id) in new]

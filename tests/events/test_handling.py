@@ -192,6 +192,17 @@ def test_a_batch_that_outlasts_its_time_budget_hands_the_rest_on(
     assert all(support.calls[f"s{n}"] == 1 for n in range(6))
 
 
+def test_a_tasks_inbox_rows_follow_the_order_its_events_ran_in(worker: object) -> None:
+    """The inbox's ids are the order of handling (what the fault suite and the ordered bench judge order by)."""
+    events = [_tricky(f"k{n}") for n in range(10)]
+
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(e) for e in events])
+
+    wait_for(lambda: InboxEntry.objects.count() == 10, timeout=30, message="10 events handled")
+    assert list(InboxEntry.objects.order_by("id").values_list("event_id", flat=True)) == [e.event_id for e in events]
+    assert list(Notification.objects.order_by("id").values_list("body", flat=True)) == [f"k{n}" for n in range(10)]
+
+
 def test_the_soft_time_limit_striking_mid_batch_loses_nothing_and_doubles_nothing(worker: object) -> None:
     subscription = subscriptions.get("tests.support.tricky_handler")
     events = [_tricky("a"), _tricky("b", "soft-limit-once"), _tricky("c")]
