@@ -208,15 +208,7 @@ def record_handler_failure(*, service: str, handler: str, envelope: Envelope, re
 
 def _mark_given_up(handler: str, envelope: Envelope, attempts: int) -> None:
     """The handler's inbox row for the event, as given up on; left as it is if the handler has one already."""
-    row = InboxEntry(
-        source=envelope.source,
-        event_id=envelope.event_id,
-        handler=handler,
-        event_type=envelope.event_type,
-        attempt=attempts,
-        dead_lettered=True,
-    )
-    InboxEntry.objects.bulk_create([row], ignore_conflicts=True)
+    InboxEntry.objects.bulk_create([InboxEntry.of(handler, envelope, attempts, dead_lettered=True)], ignore_conflicts=True)
 
 
 def _unmark_given_up(dead_letter: DeadLetter) -> None:

@@ -105,7 +105,7 @@ def _claim_one(subscription: Subscription, envelope: Envelope, attempt: int) -> 
     """Write the event's inbox row; None if the handler has handled it. On PostgreSQL one statement that leaves out a
     row already there (`ON CONFLICT DO NOTHING`, waiting for a concurrent duplicate's outcome); elsewhere the insert,
     in a savepoint of its own that a duplicate rolls back."""
-    row = _inbox_row(subscription, envelope, attempt)
+    row = InboxEntry.of(subscription.name, envelope, attempt)
     if connection.vendor == "postgresql":
         return next(iter(rowsets.insert_new([row], _INBOX_KEY)), None)
     try:
@@ -126,7 +126,7 @@ def claim_all(subscription: Subscription, batch: list[tuple[Envelope, int]]) -> 
         return None
     rows: dict[tuple[str, str], InboxEntry] = {}
     for envelope, attempt in batch:
-        rows.setdefault((envelope.source, envelope.event_id), _inbox_row(subscription, envelope, attempt))
+        rows.setdefault((envelope.source, envelope.event_id), InboxEntry.of(subscription.name, envelope, attempt))
     new = rowsets.insert_new(list(rows.values()), _INBOX_KEY)
     return {(row.source, row.event_id): row for row in new}
 
@@ -170,7 +170,7 @@ def _claim_inbox(
             once.append((envelope, attempt, data))
     if connection.vendor == "postgresql":
         # One statement: rows already there (handled before, or by another worker meanwhile) are left out.
-        rows = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in once]
+        rows = [InboxEntry.of(subscription.name, envelope, attempt) for envelope, attempt, _ in once]
         new = {(row.source, row.event_id) for row in rowsets.insert_new(rows, _INBOX_KEY)}
         fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) in new]
         return fresh, [row for row in rows if (row.source, row.event_id) in new]
@@ -181,19 +181,9 @@ def _claim_inbox(
     )
     fresh = [(e, a, d) for e, a, d in once if (e.source, e.event_id) not in handled]
     # A duplicate committed meanwhile by another worker fails this insert: the events then run one at a time.
-    inboxes = [_inbox_row(subscription, envelope, attempt) for envelope, attempt, _ in fresh]
+    inboxes = [InboxEntry.of(subscription.name, envelope, attempt) for envelope, attempt, _ in fresh]
     rowsets.insert(inboxes, pks=True)
     return fresh, inboxes
-
-
-def _inbox_row(subscription: Subscription, envelope: Envelope, attempt: int) -> InboxEntry:
-    return InboxEntry(
-        source=envelope.source,
-        event_id=envelope.event_id,
-        handler=subscription.name,
-        event_type=envelope.event_type,
-        attempt=attempt,
-    )
 
 
 def raise_unless_events_can_run_alone(exc: BaseException) -> None:
@@ -501,17 +491,15 @@ def _handle_batch(
                 except Exception as exc:
                     if connection_lost(exc):
                         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-                    if isinstance(exc, SoftTimeLimitExceeded):
-                        if claims is not None:
-                            # The signal may have struck after the handler's savepoint was released, its work kept:
-                            # whether to remove its inbox row cannot be told, so nothing of the batch commits. Its
-                            # events are sent again one task each, where each claims its own row.
-                            raise BatchAborted("the soft time limit struck in the middle of a batch") from exc
-                        if transaction.get_rollback():
-                            raise BatchAborted("the soft time limit struck while the database was busy") from exc
-                        failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-                        return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
+                    soft_limit = isinstance(exc, SoftTimeLimitExceeded)
+                    if soft_limit and (claims is not None or transaction.get_rollback()):
+                        # With claims, the signal may have struck after the handler's savepoint was released, its work
+                        # kept: whether to remove its inbox row cannot be told. Or the database was busy and nothing
+                        # can commit. Either way nothing of the batch commits: its events are sent again one task each.
+                        raise BatchAborted("the soft time limit struck in the middle of a batch") from exc
                     failures.append(Failure(envelope, attempt, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                    if soft_limit:
+                        return counts, failures, items[index + 1 :]  # commit what is done, hand on the rest
                     if claimed is not None and not transaction.get_rollback():
                         unclaim([claimed])
                 if transaction.get_rollback():

@@ -146,6 +146,18 @@ class InboxEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.event_id} → {self.handler}{' (dead letter)' if self.dead_lettered else ''}"
 
+    @classmethod
+    def of(cls, handler: str, envelope: Envelope, attempt: int, *, dead_lettered: bool = False) -> InboxEntry:
+        """The (unsaved) row of `handler` for the event `envelope`."""
+        return cls(
+            source=envelope.source,
+            event_id=envelope.event_id,
+            handler=handler,
+            event_type=envelope.event_type,
+            attempt=attempt,
+            dead_lettered=dead_lettered,
+        )
+
 
 class DeadLetter(models.Model):
     """An event that could not be handled, with the reason. Nothing is dropped silently."""
