@@ -195,6 +195,14 @@ def tricky_handler(event: Event[TrickyV1]) -> None:
         raise SystemExit(3)
     elif event.data.mode == "interrupt":
         raise KeyboardInterrupt
+    elif event.data.mode in ("after-commit", "after-commit-then-fail"):
+        from django.db import transaction
+
+        transaction.on_commit(
+            lambda: Notification.objects.create(recipient="", kind="tricky-after-commit", subject="Tricky", body=event.data.key)
+        )
+        if event.data.mode == "after-commit-then-fail":
+            raise ValueError("failed after registering an on_commit callback")
     elif event.data.mode == "soft-limit-once" and calls[event.data.key] == 1:
         from celery.exceptions import SoftTimeLimitExceeded
 

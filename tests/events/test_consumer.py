@@ -385,3 +385,44 @@ def test_a_consumer_told_to_stop_while_the_broker_is_unreachable_stops_trying(se
 
     assert not thread.is_alive(), "the consumer is still trying to connect after it was told to stop"
     assert consumer.lanes is not None and not consumer.lanes.running
+
+
+def test_the_broker_is_asked_about_queued_handler_tasks_only_while_every_pool_process_is_busy() -> None:
+    """A batch waits for the handler tasks queued before it (the hold); a worker with a pool process free takes a
+    task sent now at once, so the consumer flushes without asking the broker."""
+    import time
+    from types import SimpleNamespace
+
+    from celery.worker import state as worker_state
+
+    from events.consumer import EventConsumer, _pool_room
+
+    class Request:  # what the worker's state holds (weakly) for each task it has reserved
+        pass
+
+    room = _pool_room(SimpleNamespace(controller=SimpleNamespace(concurrency=2)))
+    reserved = [Request(), Request()]
+    asked: list[bool] = []
+    flushed: list[bool] = []
+
+    class Observed(EventConsumer):
+        def _tasks_queued(self, conn: Any) -> bool:
+            asked.append(True)
+            return True  # tasks are queued: a batch the broker is asked about waits
+
+        def flush(self) -> None:
+            flushed.append(True)
+
+    consumer = Observed(Connection("memory://"), ["testsvc"], batch_size=10, window=0.005, prefetch=10, hold=60.0, room=room)
+    try:
+        for request in reserved:
+            worker_state.reserved_requests.add(request)
+            consumer._first_buffered_at = time.monotonic()
+            consumer._flush_unless_backed_up(None)
+        # One task reserved of two processes: flushed without a question; two: asked, and held.
+        assert (flushed, asked, consumer._holding) == ([True], [True], True)
+    finally:
+        for request in reserved:
+            worker_state.reserved_requests.discard(request)
+    assert room()
+    assert _pool_room(SimpleNamespace()) is None  # no worker to ask: the broker is asked, as before

@@ -203,6 +203,27 @@ def test_a_tasks_inbox_rows_follow_the_order_its_events_ran_in(worker: object) -
     assert list(Notification.objects.order_by("id").values_list("body", flat=True)) == [f"k{n}" for n in range(10)]
 
 
+def test_the_on_commit_callbacks_of_an_event_that_failed_in_a_batch_never_run(worker: object) -> None:
+    """Each event of a task runs in a savepoint of its own: what a failed one registered with `on_commit` is dropped
+    with its work, at every attempt, and the callbacks of the events around it run once their task commits."""
+    events = [
+        _tricky("before", "after-commit"),
+        _tricky("failing", "after-commit-then-fail"),
+        _tricky("after", "after-commit"),
+        _tricky("plain"),
+    ]
+
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(e) for e in events])
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=events[1].event_id).first(), timeout=30)
+    assert dead.attempts == 2 and support.calls["failing"] == 2
+    wait_for(lambda: Notification.objects.filter(kind="tricky-after-commit").count() == 2, message="two callbacks")
+    assert sorted(Notification.objects.filter(kind="tricky-after-commit").values_list("body", flat=True)) == ["after", "before"]
+    assert sorted(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["after", "before", "plain"]
+    handled = InboxEntry.objects.filter(handler="tests.support.tricky_handler", dead_lettered=False)
+    assert sorted(handled.values_list("event_id", flat=True)) == sorted(e.event_id for e in (events[0], events[2], events[3]))
+
+
 def test_the_soft_time_limit_striking_mid_batch_loses_nothing_and_doubles_nothing(worker: object) -> None:
     subscription = subscriptions.get("tests.support.tricky_handler")
     events = [_tricky("a"), _tricky("b", "soft-limit-once"), _tricky("c")]
