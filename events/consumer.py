@@ -14,9 +14,7 @@ Guarantees:
   waiting on the connection, when `EVENTS_CONSUMER_BATCH_SIZE` are waiting, or at the latest
   `EVENTS_CONSUMER_BATCH_WINDOW_MS` after the first; each keeps its own inbox row, retry and
   dead letter. While tasks sent before are still queued (the service's workers are busy) the
-  batch waits for them and grows, up to `EVENTS_CONSUMER_MAX_HOLD_MS` after its first event. (The
-  broker is asked only while every pool process of the worker is busy: one with room takes a
-  task at once.)
+  batch waits for them and grows, up to `EVENTS_CONSUMER_MAX_HOLD_MS` after its first event.
 - A message whose content cannot be used, for whatever reason (not JSON, nested too deep, a
   timestamp out of range, an unknown type or version, data not matching its schema, no handler
   in this service's code) is stored as a `DeadLetter` with the reason on first sight (with its
@@ -52,7 +50,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -133,7 +131,6 @@ class EventConsumer(ConsumerMixin):
         lanes: int = 4,
         ordered_prefetch: int = 200,
         hold: float = 0.0,
-        room: Callable[[], bool] | None = None,
     ) -> None:
         from events import subscriptions
         from events.ordered import Lanes
@@ -143,7 +140,6 @@ class EventConsumer(ConsumerMixin):
         self.batch_size = batch_size
         self.window = window
         self.hold = hold
-        self.room = room  # whether this worker has a pool process free for a task sent now
         self.prefetch = prefetch
         self.ordered_prefetch = ordered_prefetch
         self.ordered_services = [service for service in services if subscriptions.has_ordered(service)]
@@ -564,16 +560,10 @@ class EventConsumer(ConsumerMixin):
         tasks (a batch handler's work per task hardly grows with its size); on a quiet bus nothing
         is queued and the batch goes at once."""
         first = self._first_buffered_at
-        if first is not None and time.monotonic() - first < self.hold and not self._room() and self._tasks_queued(conn):
+        if first is not None and time.monotonic() - first < self.hold and self._tasks_queued(conn):
             self._holding = True
             return
         self.flush()
-
-    def _room(self) -> bool:
-        """Whether this worker's pool has a process free, which takes a task sent now at once (it also takes the
-        tasks queued before, if any): then the broker need not be asked. (A round trip saved on every flush of a
-        worker that keeps up, on the latency path of a quiet bus.)"""
-        return self.room is not None and self.room()
 
     def _tasks_queued(self, conn: Connection) -> bool:
         """Whether a task queue of the buffered handlers has tasks no worker has taken yet (asked at most every 5 ms)."""
@@ -692,16 +682,6 @@ def _age(envelope: Any) -> float:
     return time.time() - envelope.timestamp.timestamp()
 
 
-def _pool_room(parent: Any) -> Callable[[], bool] | None:
-    """For the worker `parent` belongs to: whether fewer tasks are reserved than it has pool processes."""
-    from celery.worker import state
-
-    concurrency = getattr(getattr(parent, "controller", None), "concurrency", None)
-    if not isinstance(concurrency, int) or concurrency < 1:
-        return None
-    return lambda: len(state.reserved_requests) < concurrency
-
-
 class EventConsumerStep(bootsteps.StartStopStep):
     """Worker bootstep running an `EventConsumer` for the services on the worker's -Q."""
 
@@ -728,7 +708,6 @@ class EventConsumerStep(bootsteps.StartStopStep):
             lanes=settings.EVENTS_ORDERED_LANES,
             ordered_prefetch=settings.EVENTS_ORDERED_PREFETCH,
             hold=settings.EVENTS_CONSUMER_MAX_HOLD_MS / 1000,
-            room=_pool_room(parent),
         )
         self.thread = threading.Thread(target=self._run, args=(self.consumer,), name="event-consumer", daemon=True)
         self.thread.start()
