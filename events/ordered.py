@@ -5,8 +5,10 @@ single-active-consumer queue: one worker reads it at a time, the others stand by
 when it goes (Kafka's one consumer per partition). The consumer step of the active worker reads it
 in order and hands each message to one of `EVENTS_ORDERED_LANES` lanes, chosen by a hash of the
 event's subject. A lane is a thread of the worker's main process that runs its messages one after
-another, a batch at a time in one transaction, each handler in a savepoint with its inbox row; the
-consumer step acks a message once its lane has committed it.
+another, a batch at a time in one transaction, each handler in a savepoint with its inbox row (on
+PostgreSQL the batch's inbox rows are written first, in one statement per handler, and those of
+the events not run after a failure removed again, as handler tasks do); the consumer step acks a
+message once its lane has committed it.
 
 Guarantees:
 - Per subject, an ordered handler sees events in the order the relay published them, which is
@@ -59,13 +61,16 @@ from events.handling import (
     BatchAborted,
     DatabaseUnavailable,
     backoff_seconds,
+    claim_all,
     connection_lost,
     max_attempts,
     raise_unless_events_can_run_alone,
     refresh_connections,
     run_many,
     run_once,
+    unclaim,
 )
+from events.models import InboxEntry
 from events.observability import logs, runs
 from events.subscriptions import Subscription
 
@@ -113,10 +118,12 @@ def handle_in_order(batch: list[Work], *, recorded_start: bool = False) -> tuple
                 _finished(batch[0])
             if _handled_in_batches(batch, counts):
                 batch = []
+            claims = _claim_lane(batch)
             for index, work in enumerate(batch):
-                failure = _handle(index, work, counts)
+                failure = _handle(index, work, counts, claims)
                 if failure is not None:
                     done = index  # commit what came before; this event is tried again from here
+                    unclaim([row for rows in claims.values() for row in rows.values()])  # of the events not run
                     break
     except DatabaseUnavailable:
         raise
@@ -164,15 +171,42 @@ def _handled_in_batches(batch: list[Work], counts: Counter[str]) -> bool:
     return True
 
 
-def _handle(index: int, work: Work, counts: Counter[str]) -> Failure | None:
+def _claim_lane(batch: list[Work]) -> dict[str, dict[tuple[str, str], InboxEntry]]:
+    """On PostgreSQL, per handler, the inbox rows of the batch's events it has not handled yet, written in one
+    statement (`handling.claim_all`), in lane order; none elsewhere (each event claims its own row)."""
+    wanted: dict[str, tuple[Subscription, list[tuple[Envelope, int]]]] = {}
+    for work in batch:
+        for subscription, envelope in work.handlers:
+            if subscription.name not in work.given_up:
+                attempt = work.attempts.get(subscription.name, 0) + 1
+                wanted.setdefault(subscription.name, (subscription, []))[1].append((envelope, attempt))
+    claims = {}
+    for name, (subscription, events) in wanted.items():
+        claimed = claim_all(subscription, events)
+        if claimed is not None:
+            claims[name] = claimed
+    return claims
+
+
+def _handle(
+    index: int, work: Work, counts: Counter[str], claims: dict[str, dict[tuple[str, str], InboxEntry]] | None = None
+) -> Failure | None:
     for subscription, envelope in work.handlers:
         if subscription.name in work.given_up:
             continue
+        claimed = None
+        if claims and (rows := claims.get(subscription.name)) is not None:
+            claimed = rows.pop((envelope.source, envelope.event_id), None)
+            if claimed is None:
+                counts["duplicates"] += 1  # handled before, or earlier in this batch
+                continue
         try:
-            handled = run_once(subscription, envelope, work.attempts.get(subscription.name, 0) + 1)
+            handled = run_once(subscription, envelope, work.attempts.get(subscription.name, 0) + 1, claimed)
         except Exception as exc:
             if connection_lost(exc):
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if claimed is not None and not transaction.get_rollback():
+                unclaim([claimed])
             return Failure(index, subscription, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if transaction.get_rollback():
             raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)")

@@ -15,7 +15,7 @@ from kombu import Connection, Consumer, Queue
 
 from events import publish
 from events.envelope import Envelope
-from events.models import DeadLetter, HandlerSkips, InboxEntry
+from events.models import DeadLetter, HandlerSkips, InboxEntry, StoredEvent
 from events.ordered import lane_of
 from notifications.models import Notification
 from tests.conftest import relay_all
@@ -106,6 +106,13 @@ def test_a_failed_event_holds_its_subject_back_until_it_succeeds(worker: object)
     assert runs["s0"] == [1, 2, 3, 4, 5, 6]
     assert runs["s1"] == runs["s2"] == [1, 2, 3, 4, 5, 6]
     assert not DeadLetter.objects.exists()
+    # One inbox row per event, in the order of handling: the rows of the events after the failed one, claimed with
+    # their batch, were removed with the failure and written again when they ran.
+    step_of = {str(e.event_id): (e.subject, e.sequence) for e in StoredEvent.objects.filter(event_type="Step")}
+    rows = InboxEntry.objects.filter(handler="tests.support.step_handler").order_by("id").values_list("event_id", flat=True)
+    assert len(rows) == 18
+    for subject in ("s0", "s1", "s2"):
+        assert [n for s, n in (step_of[event_id] for event_id in rows) if s == subject] == [1, 2, 3, 4, 5, 6], subject
 
 
 def test_an_event_failing_every_time_is_a_dead_letter_and_its_subject_goes_on(worker: object) -> None:
@@ -122,8 +129,6 @@ def test_an_event_failing_every_time_is_a_dead_letter_and_its_subject_goes_on(wo
 
 def test_a_given_up_event_that_comes_again_after_later_ones_is_not_run_after_them(worker: object) -> None:
     """Published again (a relay that crashed between the confirm and its mark), it must not run after s1:3 and s1:4."""
-    from events.models import StoredEvent
-
     failures_left["s1:2"] = -1
     _publish_steps(2, 4)
     relay_all()
