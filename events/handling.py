@@ -7,8 +7,7 @@ Guarantees:
   retried and dead-lettered on its own. On PostgreSQL the task's inbox rows are written first, in
   one statement (in the task's transaction, not the savepoints: a savepoint that writes nothing
   takes no subtransaction id), and the row of an event that fails or is handed on is removed
-  again before the commit; an event's savepoint is not released when it succeeds (the commit
-  ends it: one round trip per event instead of two). A task spends a quarter of its soft time limit at most on
+  again before the commit. A task spends a quarter of its soft time limit at most on
   its batch and hands the rest on to a new task.
 - A task never acks an event it did not handle: every event of a task ends handled, retried, sent
   again or dead-lettered, whatever fails. An event the task cannot even read is a dead letter
@@ -83,7 +82,7 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1, c
     """Run the handler unless it already ran for this event. True if it ran now. `claimed`: the event's inbox row,
     written already in the caller's transaction (`claim_all`); the caller removes it if this raises."""
     data = subscription.event_type.validate(envelope.data, envelope.event_version)
-    with KeptSavepoint() if claimed is not None else transaction.atomic():
+    with transaction.atomic():
         inbox = claimed or _claim_one(subscription, envelope, attempt)
         if inbox is None:
             return False  # already handled (or being handled by a concurrent duplicate that committed first)
@@ -96,32 +95,6 @@ def run_once(subscription: Subscription, envelope: Envelope, attempt: int = 1, c
         if transaction.get_rollback():
             raise RuntimeError("the handler swallowed a database error, so its work cannot be committed")
     return True
-
-
-class KeptSavepoint(transaction.Atomic):
-    """`transaction.atomic()` nested in a batch's transaction, except that a block that succeeds leaves its savepoint
-    open instead of releasing it: the batch's commit (or rollback) ends it. Each event of a batch then costs one
-    round trip (`SAVEPOINT`) instead of two (and `RELEASE SAVEPOINT`); a block that fails is rolled back to its
-    savepoint as `atomic()` does, dropping the `on_commit` callbacks registered in it. The events after it nest in
-    the savepoints of those before, which rolling one of them back does not touch."""
-
-    def __init__(self) -> None:
-        super().__init__(None, savepoint=True, durable=False)
-
-    def __exit__(self, exc_type: Any, exc_value: Any, tb: Any) -> Any:
-        conn = transaction.get_connection(self.using)
-        kept = (
-            exc_type is None
-            and not conn.needs_rollback
-            and not conn.closed_in_transaction
-            and len(conn.savepoint_ids) > 0
-            and conn.savepoint_ids[-1] is not None
-        )
-        if not kept:
-            return super().__exit__(exc_type, exc_value, tb)
-        conn.atomic_blocks.pop()
-        conn.savepoint_ids.pop()
-        return None
 
 
 # The inbox's unique constraint (inbox_event_handler_unique): what makes a run a duplicate.

@@ -205,7 +205,10 @@ def _handle(
         except Exception as exc:
             if connection_lost(exc):
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            if claimed is not None and not transaction.get_rollback():
+            if transaction.get_rollback():
+                # Its savepoint could not be rolled back: nothing of the batch can commit (the lane runs each again).
+                raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)") from exc
+            if claimed is not None:
                 unclaim([claimed])
             return Failure(index, subscription, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if transaction.get_rollback():

@@ -187,6 +187,14 @@ def tricky_handler(event: Event[TrickyV1]) -> None:
             Permission.objects.create(content_type_id=None, codename="x", name="x")
         except IntegrityError:
             pass  # the mistake: the transaction can no longer commit
+    elif event.data.mode == "swallow-raw":
+        from django.db import DatabaseError, connection
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")  # raw SQL: Django does not mark the transaction
+        except DatabaseError:
+            pass  # the mistake, again: on PostgreSQL the transaction is aborted
     elif event.data.mode == "dangling-fk":
         Permission.objects.create(content_type_id=999_999, codename=event.data.key, name="dangling")  # fails at commit
     elif event.data.mode == "exit":

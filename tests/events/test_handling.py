@@ -164,6 +164,23 @@ def test_a_handler_that_swallows_a_database_error_fails_instead_of_counting_as_h
     assert InboxEntry.objects.get(event_id=bad.event_id).dead_lettered  # given up, never counted as handled
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="an error does not abort a transaction on SQLite")
+def test_a_database_error_swallowed_by_the_last_event_of_a_batch_fails_that_event_and_keeps_the_others(
+    worker: object,
+) -> None:
+    """Raw SQL that fails aborts the transaction without Django knowing; the event's savepoint finds it (its release
+    fails), so that event fails alone, and the batch's commit is not silently turned into a rollback."""
+    events = [_tricky("first"), _tricky("second"), _tricky("raw", "swallow-raw")]
+
+    handling.dispatch(subscriptions.get("tests.support.tricky_handler"), [handling.item(e) for e in events])
+
+    dead = wait_for(lambda: DeadLetter.objects.filter(event_id=events[2].event_id).first(), timeout=30)
+    assert dead.attempts == 2
+    handled = InboxEntry.objects.filter(handler="tests.support.tricky_handler", dead_lettered=False)
+    assert sorted(handled.values_list("event_id", flat=True)) == sorted(e.event_id for e in events[:2])
+    assert sorted(Notification.objects.filter(kind="tricky").values_list("body", flat=True)) == ["first", "second"]
+
+
 def test_an_error_found_only_at_commit_isolates_its_event_and_keeps_the_others(worker: object) -> None:
     events = [_tricky("one"), _tricky("fk", "dangling-fk"), _tricky("two")]
 
