@@ -28,6 +28,10 @@ def keep_test_connection() -> Iterator[None]:
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_openapi_document(case: schemathesis.Case) -> None:
+    # A generated Host header is the transport's, not the API's: Django refuses one that is not a valid host name
+    # (400, in JSON) before any route is chosen, for every operation alike.
+    for name in [name for name in (case.headers or {}) if name.lower() == "host"]:
+        del case.headers[name]
     # The password rules and case-insensitive usernames are more than JSON Schema can say, so data
     # the document allows may still be refused (422, 409): positive_data_acceptance cannot hold.
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
