@@ -200,19 +200,20 @@ def _handle(
             if claimed is None:
                 counts["duplicates"] += 1  # handled before, or earlier in this batch
                 continue
+        failure = None
         try:
             handled = run_once(subscription, envelope, work.attempts.get(subscription.name, 0) + 1, claimed)
         except Exception as exc:
             if connection_lost(exc):
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            if transaction.get_rollback():
-                # Its savepoint could not be rolled back: nothing of the batch can commit (the lane runs each again).
-                raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)") from exc
-            if claimed is not None:
+            if claimed is not None and not transaction.get_rollback():
                 unclaim([claimed])
-            return Failure(index, subscription, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            failure = Failure(index, subscription, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if transaction.get_rollback():
+            # Its savepoint could not be rolled back: nothing of the batch can commit (the lane runs each again).
             raise BatchAborted("the transaction was marked for rollback (a savepoint could not be rolled back)")
+        if failure is not None:
+            return failure
         counts["handled" if handled else "duplicates"] += 1
     return None
 
